@@ -1,0 +1,46 @@
+/**
+ * The one error class of raftkv. Every error a caller may see carries a stable `code` from
+ * `ErrorCode`; match on the code, never on the message text. `docs/errors.md` lists each code
+ * and what to do about it. Assertion failures are not RaftKvErrors (see assert.ts).
+ */
+export const ErrorCode = {
+  /** This node is not the leader; `leaderHint` says who is, when known. */
+  NOT_LEADER: 'RAFTKV_NOT_LEADER',
+  /** The proposal was not appended (no leader, transfer in progress, or too many uncommitted bytes). */
+  PROPOSAL_DROPPED: 'RAFTKV_PROPOSAL_DROPPED',
+  /** An entry, or one message's worth of entries, is larger than the configured limit. */
+  ENTRY_TOO_LARGE: 'RAFTKV_ENTRY_TOO_LARGE',
+  /** The requested log index was compacted into a snapshot. */
+  LOG_COMPACTED: 'RAFTKV_LOG_COMPACTED',
+  /** The requested log index is past the end of the stored log. */
+  LOG_UNAVAILABLE: 'RAFTKV_LOG_UNAVAILABLE',
+  /** A snapshot older than what storage already has was offered. */
+  SNAPSHOT_OUT_OF_DATE: 'RAFTKV_SNAPSHOT_OUT_OF_DATE',
+  /** A leadership transfer could not start (unknown target, or target is self). */
+  TRANSFER_REJECTED: 'RAFTKV_TRANSFER_REJECTED',
+  /** A configuration value is out of range. */
+  INVALID_CONFIG: 'RAFTKV_INVALID_CONFIG',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface RaftKvErrorOptions {
+  readonly cause?: unknown;
+  readonly leaderHint?: string | null;
+}
+
+export class RaftKvError extends Error {
+  override readonly name = 'RaftKvError';
+  readonly code: ErrorCode;
+  readonly leaderHint: string | null;
+
+  constructor(code: ErrorCode, message: string, options: RaftKvErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.leaderHint = options.leaderHint ?? null;
+  }
+}
+
+export function isRaftKvError(error: unknown, code?: ErrorCode): error is RaftKvError {
+  return error instanceof RaftKvError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,735 @@
+import { assert, assertNever } from './assert.js';
+import { resolveConfig, type RaftConfig, type ResolvedRaftConfig } from './config.js';
+import { ErrorCode, RaftKvError } from './errors.js';
+import { RaftLog } from './log.js';
+import { majorityValue, voteResult } from './quorum.js';
+import { PENDING_READS_MAX, ReadOnly } from './read-only.js';
+import { Progress } from './tracker/progress.js';
+import {
+  Role,
+  type ConfState,
+  type Entry,
+  type LogIndex,
+  type Message,
+  type MsgApp,
+  type MsgAppResp,
+  type MsgHeartbeat,
+  type MsgSnap,
+  type MsgVote,
+  type NodeId,
+  type ReadContext,
+  type ReadState,
+  type Term,
+} from './types.js';
+
+/** Distributes Omit over a union, so each message variant keeps its own fields. */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A message before the core stamps it with `from` and (by default) its term. */
+export type OutgoingMessage = DistributiveOmit<Message, 'from' | 'term'> & { term?: Term };
+
+const EMPTY = new Uint8Array(0);
+
+/** Message types a leader may send before its own fsync completes (see `Ready`). */
+const LEADER_EARLY_TYPES: ReadonlySet<Message['type']> = new Set(['MsgApp', 'MsgHeartbeat', 'MsgSnap', 'MsgTimeoutNow', 'MsgReadIndexResp']);
+
+/** Upper bound on reads held back until the leader commits the first entry of its term. */
+const READS_BEFORE_FIRST_COMMIT_MAX = PENDING_READS_MAX;
+
+/**
+ * The Raft state machine of one node (the paper's figure 2, with the thesis's pre-vote,
+ * check-quorum, ReadIndex and leadership transfer). It does no I/O and reads no clock: inputs
+ * are `tick`, `step`, `propose` and friends; outputs accumulate in the fields that `RawNode`
+ * turns into a `Ready`.
+ *
+ * Role changes happen only in `becomeFollower`, `becomePreCandidate`, `becomeCandidate` and
+ * `becomeLeader`; an illegal transition is an assertion failure.
+ */
+export class Raft {
+  readonly id: NodeId;
+  readonly cfg: ResolvedRaftConfig;
+  readonly log: RaftLog;
+
+  term: Term = 0;
+  vote: NodeId | null = null;
+  lead: NodeId | null = null;
+  role: Role = Role.Follower;
+
+  /** Voters and learners of the current configuration, and the leader's view of their progress. */
+  voters: NodeId[] = [];
+  learners: NodeId[] = [];
+  readonly progress = new Map<NodeId, Progress>();
+  /** Votes received in the current (pre-)election: true = granted. */
+  readonly votes = new Map<NodeId, boolean>();
+
+  /** Ticks since the last election timeout reset (followers, candidates) or check-quorum round (leader). */
+  electionElapsed = 0;
+  heartbeatElapsed = 0;
+  randomizedElectionTimeoutTicks = 0;
+
+  /** Target of an ongoing leadership transfer (leader only). */
+  leadTransferee: NodeId | null = null;
+  /** Bytes of entries appended by this leader and not yet committed. */
+  uncommittedBytes = 0;
+
+  readonly readOnly = new ReadOnly();
+  /** Reads that arrived before this leader committed an entry of its term (thesis section 6.4 step 1). */
+  readsBeforeFirstCommit: { from: NodeId; context: ReadContext }[] = [];
+
+  /** The highest term the caller has reported durable. */
+  persistedTerm: Term;
+
+  /** Outputs, drained into a Ready by RawNode. */
+  msgs: Message[] = [];
+  msgsAfterPersist: Message[] = [];
+  readStates: ReadState[] = [];
+
+  constructor(config: RaftConfig) {
+    this.cfg = resolveConfig(config);
+    this.id = this.cfg.id;
+    this.log = new RaftLog(this.cfg.storage, this.cfg.applied);
+    const { hardState, confState } = this.cfg.storage.initialState();
+    this.term = hardState.term;
+    this.vote = hardState.vote;
+    this.persistedTerm = hardState.term;
+    this.applyConfState(confState);
+    this.becomeFollower(this.term, null);
+  }
+
+  /** Installs a configuration and (re)creates the progress of every member. */
+  applyConfState(confState: ConfState): void {
+    assert(new Set([...confState.voters, ...confState.learners]).size === confState.voters.length + confState.learners.length, 'a node is both voter and learner');
+    this.voters = [...confState.voters];
+    this.learners = [...confState.learners];
+    this.progress.clear();
+    const next = this.log.lastIndex() + 1;
+    for (const id of this.voters) this.progress.set(id, new Progress(next, this.cfg.inflightCountMax, false));
+    for (const id of this.learners) this.progress.set(id, new Progress(next, this.cfg.inflightCountMax, true));
+  }
+
+  confState(): ConfState {
+    return { voters: [...this.voters], learners: [...this.learners] };
+  }
+
+  /** A voter may campaign; learners and removed nodes may not. */
+  promotable(): boolean {
+    return this.voters.includes(this.id);
+  }
+
+  // ---------------------------------------------------------------- role transitions
+
+  #reset(term: Term): void {
+    if (this.term !== term) {
+      assert(term > this.term, `term went back: ${this.term} -> ${term}`);
+      this.term = term;
+      this.vote = null;
+    }
+    this.lead = null;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeoutTicks = this.cfg.electionTimeoutTicks + this.cfg.random.nextInt(this.cfg.electionTimeoutTicks);
+    this.leadTransferee = null;
+    this.votes.clear();
+    const next = this.log.lastIndex() + 1;
+    for (const [id, pr] of this.progress) {
+      pr.becomeProbe();
+      pr.match = 0;
+      pr.next = next;
+      pr.recentActive = id === this.id;
+      if (id === this.id) pr.match = this.log.stableLastIndex();
+    }
+    this.uncommittedBytes = 0;
+    this.readOnly.reset();
+    this.readsBeforeFirstCommit = [];
+  }
+
+  becomeFollower(term: Term, lead: NodeId | null): void {
+    this.#reset(term);
+    this.role = Role.Follower;
+    this.lead = lead;
+  }
+
+  becomePreCandidate(): void {
+    assert(this.role !== Role.Leader, 'invalid transition: leader -> pre-candidate');
+    // Pre-vote changes neither the term nor the vote (thesis section 9.6): a partitioned node
+    // that keeps pre-campaigning does not inflate its term.
+    this.votes.clear();
+    this.lead = null;
+    this.role = Role.PreCandidate;
+  }
+
+  becomeCandidate(): void {
+    assert(this.role !== Role.Leader, 'invalid transition: leader -> candidate');
+    this.#reset(this.term + 1);
+    this.vote = this.id;
+    this.role = Role.Candidate;
+  }
+
+  becomeLeader(): void {
+    assert(this.role === Role.Candidate, `invalid transition: ${this.role} -> leader`);
+    this.#reset(this.term);
+    this.role = Role.Leader;
+    this.lead = this.id;
+    const self = this.progress.get(this.id);
+    assert(self !== undefined, 'leader is not in its own configuration');
+    self.becomeReplicate();
+    // A no-op entry of the new term (paper section 8): committing it commits everything before
+    // it and tells the leader its commit index is current, which ReadIndex relies on.
+    this.#appendEntries([{ term: 0, index: 0, type: 'normal', data: EMPTY }]);
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  tick(): void {
+    if (this.role === Role.Leader) this.#tickHeartbeat();
+    else this.#tickElection();
+  }
+
+  #tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeoutTicks) {
+      this.electionElapsed = 0;
+      this.hup(false);
+    }
+  }
+
+  #tickHeartbeat(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.cfg.electionTimeoutTicks) {
+      this.electionElapsed = 0;
+      if (this.cfg.checkQuorum && !this.#quorumActive()) {
+        // Check-quorum (thesis section 6.2): without a quorum in contact, stop acting as leader
+        // so clients look elsewhere and a lease is never honoured by a partitioned leader.
+        this.becomeFollower(this.term, null);
+        return;
+      }
+      // A transfer that did not finish within an election timeout is abandoned (thesis 3.10).
+      if (this.leadTransferee !== null) this.leadTransferee = null;
+    }
+    if (this.heartbeatElapsed >= this.cfg.heartbeatIntervalTicks) {
+      this.heartbeatElapsed = 0;
+      this.#broadcastHeartbeat();
+    }
+  }
+
+  #quorumActive(): boolean {
+    const active = majorityValue(this.voters, (id) => (id === this.id || this.progress.get(id)?.recentActive === true ? 1 : 0));
+    for (const [id, pr] of this.progress) pr.recentActive = id === this.id;
+    return active === 1;
+  }
+
+  /** Starts an election: with pre-vote first unless `transfer` (TimeoutNow) says the leader asked for it. */
+  hup(transfer: boolean): void {
+    if (this.role === Role.Leader || !this.promotable()) return;
+    if (this.cfg.preVote && !transfer) this.#campaign('pre', false);
+    else this.#campaign('real', transfer);
+  }
+
+  #campaign(kind: 'pre' | 'real', transfer: boolean): void {
+    if (kind === 'pre') this.becomePreCandidate();
+    else this.becomeCandidate();
+    const voteTerm = kind === 'pre' ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (this.#pollResult() !== 'pending') return;
+    const type = kind === 'pre' ? 'MsgPreVote' : 'MsgVote';
+    for (const id of this.voters) {
+      if (id === this.id) continue;
+      this.send({ type, to: id, term: voteTerm, index: this.log.lastIndex(), logTerm: this.log.lastTerm(), transfer });
+    }
+  }
+
+  /** Acts on the votes so far; returns the result. */
+  #pollResult(): 'won' | 'lost' | 'pending' {
+    const result = voteResult(this.voters, this.votes);
+    if (result === 'won') {
+      if (this.role === Role.PreCandidate) this.#campaign('real', false);
+      else this.becomeLeader();
+    } else if (result === 'lost') {
+      this.becomeFollower(this.term, null);
+    }
+    return result;
+  }
+
+  /** Appends a client command. Returns its (index, term); throws when this node cannot take it. */
+  propose(data: Uint8Array): { index: LogIndex; term: Term } {
+    if (this.role !== Role.Leader) {
+      throw new RaftKvError(ErrorCode.NOT_LEADER, `node ${this.id} is not the leader`, { leaderHint: this.lead });
+    }
+    if (this.leadTransferee !== null) {
+      throw new RaftKvError(ErrorCode.PROPOSAL_DROPPED, `leadership is being transferred to ${this.leadTransferee}`, { leaderHint: this.leadTransferee });
+    }
+    if (data.byteLength > this.cfg.entryBytesMax) {
+      throw new RaftKvError(ErrorCode.ENTRY_TOO_LARGE, `entry of ${data.byteLength} bytes exceeds entryBytesMax ${this.cfg.entryBytesMax}`);
+    }
+    const size = data.byteLength;
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + size > this.cfg.uncommittedBytesMax) {
+      throw new RaftKvError(ErrorCode.PROPOSAL_DROPPED, `too many uncommitted bytes (${this.uncommittedBytes}); retry later`);
+    }
+    const entry = this.#appendEntries([{ term: 0, index: 0, type: 'normal', data }]);
+    this.#broadcastAppend();
+    return { index: entry.index, term: entry.term };
+  }
+
+  /** Assigns term and index to new leader entries and appends them. Returns the last. */
+  #appendEntries(entries: readonly Entry[]): Entry {
+    assert(this.role === Role.Leader, 'only a leader appends new entries');
+    let index = this.log.lastIndex();
+    const stamped = entries.map((e) => ({ ...e, term: this.term, index: ++index }));
+    for (const e of stamped) this.uncommittedBytes += e.data.byteLength;
+    // The leader's own copy counts towards the quorum only once durable: see `onStable`.
+    this.log.append(stamped);
+    return stamped[stamped.length - 1]!;
+  }
+
+  /**
+   * The caller reported entries up to `index` durable. On the leader this is its own vote for
+   * those entries (thesis section 10.2.1: the leader may write to disk in parallel with
+   * replication, and counts itself once the write is done).
+   */
+  onStable(index: LogIndex): void {
+    if (this.role !== Role.Leader) return;
+    const self = this.progress.get(this.id);
+    assert(self !== undefined, 'leader is not in its own configuration');
+    if (self.maybeUpdate(index) && this.#maybeCommit()) this.#broadcastAppend();
+  }
+
+  /** Linearizable read (thesis section 6.4): the answer arrives as a ReadState in a Ready. */
+  readIndex(context: ReadContext): void {
+    if (this.role === Role.Leader) {
+      this.#handleReadIndex(this.id, context);
+      return;
+    }
+    if (this.lead === null) throw new RaftKvError(ErrorCode.NOT_LEADER, `node ${this.id} knows no leader`, { leaderHint: null });
+    this.send({ type: 'MsgReadIndex', to: this.lead, context });
+  }
+
+  /** Leadership transfer (thesis section 3.10). On a follower the request is forwarded to the leader. */
+  transferLeadership(transferee: NodeId): void {
+    if (!this.voters.includes(transferee)) {
+      throw new RaftKvError(ErrorCode.TRANSFER_REJECTED, `${transferee} is not a voter of the cluster`);
+    }
+    if (this.role !== Role.Leader) {
+      if (this.lead === null) throw new RaftKvError(ErrorCode.NOT_LEADER, `node ${this.id} knows no leader`, { leaderHint: null });
+      this.send({ type: 'MsgTransferLeader', to: this.lead, transferee });
+      return;
+    }
+    this.#handleTransfer(transferee);
+  }
+
+  /** The transport could not deliver to `id`: stop streaming to it until it answers again. */
+  reportUnreachable(id: NodeId): void {
+    const pr = this.progress.get(id);
+    if (this.role !== Role.Leader || pr === undefined || id === this.id) return;
+    if (pr.state === 'replicate') pr.becomeProbe();
+  }
+
+  /** The transport finished (or failed) sending a snapshot to `id`. */
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    const pr = this.progress.get(id);
+    if (this.role !== Role.Leader || pr === undefined || pr.state !== 'snapshot') return;
+    if (!ok) pr.pendingSnapshot = 0;
+    // Wait for the follower's answer (or a heartbeat response) before probing again.
+    pr.becomeProbe();
+    pr.probeSent = true;
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  step(m: Message): void {
+    assert(m.to === this.id, `message for ${m.to} stepped into ${this.id}`);
+    if (m.term > this.term) {
+      if (!this.#acceptHigherTerm(m)) return;
+    } else if (m.term < this.term) {
+      this.#answerStaleTerm(m);
+      return;
+    }
+    switch (m.type) {
+      case 'MsgVote':
+      case 'MsgPreVote':
+        this.#handleVoteRequest(m);
+        return;
+      default:
+        break;
+    }
+    switch (this.role) {
+      case Role.Leader:
+        this.#stepLeader(m);
+        return;
+      case Role.Candidate:
+      case Role.PreCandidate:
+        this.#stepCandidate(m);
+        return;
+      case Role.Follower:
+        this.#stepFollower(m);
+        return;
+      default:
+        assertNever(this.role, 'role');
+    }
+  }
+
+  /** A message of a higher term. Returns false when it must be ignored. */
+  #acceptHigherTerm(m: Message): boolean {
+    if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
+      // Thesis section 4.2.3: a node that heard from a live leader within the minimum election
+      // timeout ignores vote requests, so a removed or partitioned node cannot depose it. A
+      // transfer (TimeoutNow) was asked for by that leader and overrides this.
+      const inLease = this.cfg.checkQuorum && this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
+      if (inLease && !m.transfer) return false;
+    }
+    if (m.type === 'MsgPreVote') return true; // a pre-vote never changes our term
+    if (m.type === 'MsgPreVoteResp' && !m.reject) return true; // the future term is not ours yet
+    const fromLeader = m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap';
+    this.becomeFollower(m.term, fromLeader ? m.from : null);
+    return true;
+  }
+
+  #answerStaleTerm(m: Message): void {
+    if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === 'MsgHeartbeat' || m.type === 'MsgApp')) {
+      // A deposed leader, cut off while others moved on, learns the new term from this answer.
+      // Without it, pre-vote could leave it stranded (nobody would raise its term).
+      this.send({ type: 'MsgAppResp', to: m.from, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
+    } else if (m.type === 'MsgPreVote') {
+      this.send({ type: 'MsgPreVoteResp', to: m.from, reject: true });
+    }
+    // Anything else from an old term is dropped (paper section 5.1).
+  }
+
+  #handleVoteRequest(m: MsgVote): void {
+    // We may grant if we already voted for this candidate, if we have not voted and know no
+    // leader in this term, or if this is a pre-vote for a later term (no vote is recorded).
+    const canVote =
+      this.vote === m.from || (this.vote === null && this.lead === null) || (m.type === 'MsgPreVote' && m.term > this.term);
+    const respType = m.type === 'MsgVote' ? 'MsgVoteResp' : 'MsgPreVoteResp';
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      // A pre-vote grant is sent with the term it was asked for, so the pre-candidate counts it.
+      this.send({ type: respType, to: m.from, term: m.term, reject: false });
+      if (m.type === 'MsgVote') {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send({ type: respType, to: m.from, reject: true });
+    }
+  }
+
+  #stepLeader(m: Message): void {
+    switch (m.type) {
+      case 'MsgAppResp':
+        this.#handleAppendResponse(m);
+        return;
+      case 'MsgHeartbeatResp': {
+        const pr = this.progress.get(m.from);
+        if (pr === undefined) return;
+        pr.recentActive = true;
+        pr.probeSent = false;
+        // If every append in the window was lost, no acknowledgement will ever free it: free
+        // one slot so the next append goes out and its answer resynchronises us.
+        if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
+        if (pr.match < this.log.lastIndex()) this.#sendAppend(m.from, true);
+        const released = this.readOnly.recvAck(m.from, m.readRound, this.id, this.voters);
+        for (const read of released) this.#answerRead(read.from, read.context, read.index);
+        if (this.readOnly.needsRound()) this.#startReadRound();
+        return;
+      }
+      case 'MsgReadIndex':
+        if (this.progress.has(m.from)) this.#handleReadIndex(m.from, m.context);
+        return;
+      case 'MsgTransferLeader':
+        if (this.voters.includes(m.transferee)) this.#handleTransfer(m.transferee);
+        return;
+      case 'MsgApp':
+      case 'MsgHeartbeat':
+      case 'MsgSnap':
+        // Two leaders in one term would break election safety (paper section 5.2).
+        assert(false, `leader ${this.id} received ${m.type} from ${m.from} in its own term ${this.term}`);
+        return;
+      case 'MsgVote':
+      case 'MsgPreVote':
+      case 'MsgVoteResp':
+      case 'MsgPreVoteResp':
+      case 'MsgTimeoutNow':
+      case 'MsgReadIndexResp':
+        return;
+      default:
+        assertNever(m, 'message');
+    }
+  }
+
+  #stepCandidate(m: Message): void {
+    switch (m.type) {
+      case 'MsgApp':
+      case 'MsgHeartbeat':
+      case 'MsgSnap':
+        // Another node won this term (paper section 5.2).
+        this.becomeFollower(this.term, m.from);
+        this.#stepFollower(m);
+        return;
+      case 'MsgVoteResp':
+      case 'MsgPreVoteResp': {
+        const mine = this.role === Role.PreCandidate ? 'MsgPreVoteResp' : 'MsgVoteResp';
+        if (m.type !== mine) return;
+        if (!this.votes.has(m.from)) this.votes.set(m.from, !m.reject);
+        this.#pollResult();
+        return;
+      }
+      case 'MsgAppResp':
+      case 'MsgHeartbeatResp':
+      case 'MsgTimeoutNow':
+      case 'MsgReadIndex':
+      case 'MsgReadIndexResp':
+      case 'MsgTransferLeader':
+      case 'MsgVote':
+      case 'MsgPreVote':
+        return;
+      default:
+        assertNever(m, 'message');
+    }
+  }
+
+  #stepFollower(m: Message): void {
+    switch (m.type) {
+      case 'MsgApp':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.#handleAppend(m);
+        return;
+      case 'MsgHeartbeat':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.#handleHeartbeat(m);
+        return;
+      case 'MsgSnap':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.#handleSnapshot(m);
+        return;
+      case 'MsgTimeoutNow':
+        // The leader asked us to take over: skip pre-vote, and the vote request overrides the
+        // other followers' leader lease (thesis section 3.10).
+        this.hup(true);
+        return;
+      case 'MsgReadIndexResp':
+        this.readStates.push({ index: m.index, context: m.context });
+        return;
+      case 'MsgTransferLeader':
+        if (this.lead !== null) this.send({ type: 'MsgTransferLeader', to: this.lead, transferee: m.transferee });
+        return;
+      case 'MsgAppResp':
+      case 'MsgHeartbeatResp':
+      case 'MsgVoteResp':
+      case 'MsgPreVoteResp':
+      case 'MsgReadIndex':
+      case 'MsgVote':
+      case 'MsgPreVote':
+        return;
+      default:
+        assertNever(m, 'message');
+    }
+  }
+
+  // ---------------------------------------------------------------- replication (follower side)
+
+  #handleAppend(m: MsgApp): void {
+    if (m.index < this.log.committed) {
+      // Everything up to our commit index already matches the leader: say so.
+      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
+      return;
+    }
+    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (lastNew !== undefined) {
+      this.send({ type: 'MsgAppResp', to: m.from, index: lastNew, reject: false, rejectHint: 0, logTerm: 0 });
+      return;
+    }
+    // Consistency check failed (paper section 5.3). Hint the largest index that may match:
+    // the leader then skips a whole conflicting term per round trip instead of one entry.
+    const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+    this.send({ type: 'MsgAppResp', to: m.from, index: m.index, reject: true, rejectHint: hint.index, logTerm: hint.term });
+  }
+
+  #handleHeartbeat(m: MsgHeartbeat): void {
+    this.log.commitTo(m.commit);
+    this.send({ type: 'MsgHeartbeatResp', to: m.from, readRound: m.readRound });
+  }
+
+  #handleSnapshot(m: MsgSnap): void {
+    if (this.#restore(m)) {
+      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.lastIndex(), reject: false, rejectHint: 0, logTerm: 0 });
+    } else {
+      // Already have it (or a later commit): report how far we are.
+      this.send({ type: 'MsgAppResp', to: m.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
+    }
+  }
+
+  #restore(m: MsgSnap): boolean {
+    const { meta } = m.snapshot;
+    if (meta.index <= this.log.committed) return false;
+    if (this.log.matchTerm(meta.index, meta.term)) {
+      // Our log already holds the snapshot's last entry: keep the entries after it and just
+      // fast-forward the commit index (paper section 7).
+      this.log.commitTo(meta.index);
+      return false;
+    }
+    this.log.restore(m.snapshot);
+    this.applyConfState(meta.confState);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- replication (leader side)
+
+  #handleAppendResponse(m: MsgAppResp): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    if (m.reject) {
+      // Fast back-off: the follower's hint is where its log may match. Skip to the largest
+      // index of our own log at or below the hint whose term is <= the follower's term there.
+      let probe = m.rejectHint;
+      if (m.logTerm > 0) probe = this.log.findConflictByTerm(m.rejectHint, m.logTerm).index;
+      if (pr.maybeDecrTo(m.index, probe)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.#sendAppend(m.from, true);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused();
+    if (!pr.maybeUpdate(m.index)) return;
+    if (pr.state === 'probe') pr.becomeReplicate();
+    else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
+
+    if (this.#maybeCommit()) this.#broadcastAppend();
+    else if (wasPaused) this.#sendAppend(m.from, true);
+    // Fill the pipeline while the window allows.
+    while (this.#sendAppend(m.from, false)) {
+      /* keep sending */
+    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
+      this.send({ type: 'MsgTimeoutNow', to: m.from });
+    }
+  }
+
+  /** Recomputes the commit index from the quorum's match indexes; true when it advanced. */
+  #maybeCommit(): boolean {
+    const quorumIndex = majorityValue(this.voters, (id) => this.progress.get(id)?.match ?? 0);
+    if (!this.log.maybeCommit(quorumIndex, this.term)) return false;
+    this.#onCommitAdvanced();
+    return true;
+  }
+
+  #onCommitAdvanced(): void {
+    // The first commit of this term makes held-back reads safe to start (thesis section 6.4).
+    if (this.readsBeforeFirstCommit.length > 0 && this.#committedInCurrentTerm()) {
+      const held = this.readsBeforeFirstCommit;
+      this.readsBeforeFirstCommit = [];
+      for (const r of held) this.#handleReadIndex(r.from, r.context);
+    }
+  }
+
+  #committedInCurrentTerm(): boolean {
+    return this.log.term(this.log.committed) === this.term;
+  }
+
+  #broadcastAppend(): void {
+    for (const id of this.progress.keys()) {
+      if (id !== this.id) this.#sendAppend(id, true);
+    }
+  }
+
+  /**
+   * Sends the follower the entries it needs, or a snapshot when they are compacted. With
+   * `sendIfEmpty` false, sends only when there are entries. Returns whether a message went out.
+   */
+  #sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.progress.get(to);
+    assert(pr !== undefined, `sendAppend to unknown ${to}`);
+    if (pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    const entries = this.log.entriesFrom(pr.next, this.cfg.msgBytesMax);
+    if (prevTerm === undefined || entries === undefined) return this.#sendSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    const last = entries.length > 0 ? entries[entries.length - 1]!.index : prevIndex;
+    this.send({ type: 'MsgApp', to, index: prevIndex, logTerm: prevTerm, entries, commit: this.log.committed });
+    pr.sentEntries(entries.length, last);
+    return true;
+  }
+
+  #sendSnapshot(to: NodeId, pr: Progress): boolean {
+    // An inactive follower would not receive it: do not tie up the transfer.
+    if (!pr.recentActive) return false;
+    const snapshot = this.log.snapshot();
+    assert(snapshot.meta.index > 0, `entries for ${to} are compacted but there is no snapshot`);
+    pr.becomeSnapshot(snapshot.meta.index);
+    this.send({ type: 'MsgSnap', to, snapshot });
+    return true;
+  }
+
+  #broadcastHeartbeat(): void {
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      // Never tell a follower to commit beyond what it is known to hold.
+      const commit = Math.min(pr.match, this.log.committed);
+      this.send({ type: 'MsgHeartbeat', to: id, commit, readRound: this.readOnly.currentRound });
+    }
+  }
+
+  // ---------------------------------------------------------------- ReadIndex and transfer
+
+  #handleReadIndex(from: NodeId, context: ReadContext): void {
+    if (this.voters.length === 1 && this.voters[0] === this.id) {
+      // A single voter is always the leader of its term's quorum.
+      this.#answerRead(from, context, this.log.committed);
+      return;
+    }
+    if (!this.#committedInCurrentTerm()) {
+      // Until the no-op of this term commits, our commit index may be behind the cluster's.
+      if (this.readsBeforeFirstCommit.length < READS_BEFORE_FIRST_COMMIT_MAX) this.readsBeforeFirstCommit.push({ from, context });
+      return;
+    }
+    if (this.readOnly.pendingCount >= PENDING_READS_MAX) return; // the caller times out and retries
+    if (this.readOnly.add(from, context, this.log.committed)) this.#startReadRound();
+  }
+
+  #startReadRound(): void {
+    this.readOnly.startRound();
+    this.#broadcastHeartbeat();
+  }
+
+  #answerRead(from: NodeId, context: ReadContext, index: LogIndex): void {
+    if (from === this.id) this.readStates.push({ index, context });
+    else this.send({ type: 'MsgReadIndexResp', to: from, index, context });
+  }
+
+  #handleTransfer(transferee: NodeId): void {
+    if (transferee === this.id) return; // already leader
+    if (this.leadTransferee === transferee) return; // already in progress
+    const pr = this.progress.get(transferee);
+    if (pr === undefined || pr.isLearner) return;
+    this.leadTransferee = transferee;
+    // The transfer must finish within an election timeout, measured from now.
+    this.electionElapsed = 0;
+    if (pr.match === this.log.lastIndex()) this.send({ type: 'MsgTimeoutNow', to: transferee });
+    else this.#sendAppend(transferee, true);
+  }
+
+  // ---------------------------------------------------------------- output
+
+  /**
+   * Queues a message. A leader's appends, heartbeats and snapshots of a durable term may leave
+   * before the current Ready is persisted; everything else waits (see `Ready`).
+   */
+  send(out: OutgoingMessage): void {
+    const m = { ...out, from: this.id, term: out.term ?? this.term } as Message;
+    assert(m.to !== this.id, `${m.type} addressed to self`);
+    if (this.role === Role.Leader && m.term === this.persistedTerm && LEADER_EARLY_TYPES.has(m.type)) this.msgs.push(m);
+    else this.msgsAfterPersist.push(m);
+  }
+
+  /** Committed entries were applied: they no longer count against the uncommitted limit. */
+  reduceUncommittedBytes(entries: readonly Entry[]): void {
+    if (this.role !== Role.Leader || this.uncommittedBytes === 0) return;
+    for (const e of entries) this.uncommittedBytes = Math.max(0, this.uncommittedBytes - e.data.byteLength);
+  }
+}

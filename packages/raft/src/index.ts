@@ -17,6 +17,7 @@ export { ENTRY_OVERHEAD_BYTES, entryBytes, limitBytes, MemoryStorage } from './s
 export type { LogStorage } from './storage.js';
 export { EntryType, Role } from './types.js';
 export type {
+  BasicStatus,
   ConfState,
   Entry,
   HardState,

@@ -14,6 +14,7 @@ import {
   type Ready,
   type SnapshotMeta,
   type SoftState,
+  type BasicStatus,
   type Status,
   type Term,
 } from './types.js';
@@ -172,13 +173,9 @@ export class RawNode {
     }
   }
 
-  status(): Status {
+  /** Role, term, leader and log positions: cheap enough to call after every event. */
+  basicStatus(): BasicStatus {
     const r = this.#raft;
-    let progress: Map<NodeId, PeerProgress> | null = null;
-    if (r.role === Role.Leader) {
-      progress = new Map();
-      for (const [id, pr] of r.progress) progress.set(id, pr.view());
-    }
     return {
       id: r.id,
       role: r.role,
@@ -190,9 +187,18 @@ export class RawNode {
       firstIndex: r.log.firstIndex(),
       lastIndex: r.log.lastIndex(),
       leadTransferee: r.leadTransferee,
-      confState: r.confState(),
-      progress,
     };
+  }
+
+  /** Everything in `basicStatus`, the configuration, and on the leader each peer's progress. */
+  status(): Status {
+    const r = this.#raft;
+    let progress: Map<NodeId, PeerProgress> | null = null;
+    if (r.role === Role.Leader) {
+      progress = new Map();
+      for (const [id, pr] of r.progress) progress.set(id, pr.view());
+    }
+    return { ...this.basicStatus(), confState: r.confState(), progress };
   }
 
   /** Term of the entry at `index` in this node's log, or undefined if absent or compacted (for checkers). */

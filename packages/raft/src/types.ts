@@ -242,7 +242,7 @@ export interface PeerProgress {
   readonly pendingSnapshot: LogIndex;
 }
 
-export interface Status {
+export interface BasicStatus {
   readonly id: NodeId;
   readonly role: Role;
   readonly term: Term;
@@ -253,6 +253,9 @@ export interface Status {
   readonly firstIndex: LogIndex;
   readonly lastIndex: LogIndex;
   readonly leadTransferee: NodeId | null;
+}
+
+export interface Status extends BasicStatus {
   readonly confState: ConfState;
   /** Only on the leader. */
   readonly progress: ReadonlyMap<NodeId, PeerProgress> | null;

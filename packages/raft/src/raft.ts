@@ -242,8 +242,13 @@ export class Raft {
   #pollResult(): 'won' | 'lost' | 'pending' {
     const result = voteResult(this.voters, this.votes);
     if (result === 'won') {
-      if (this.role === Role.PreCandidate) this.#campaign('real', false);
-      else this.becomeLeader();
+      if (this.role === Role.PreCandidate) {
+        this.#campaign('real', false);
+      } else {
+        this.becomeLeader();
+        // Announce the new term and ship the no-op now, not at the next heartbeat tick.
+        this.#broadcastAppend();
+      }
     } else if (result === 'lost') {
       this.becomeFollower(this.term, null);
     }
@@ -721,7 +726,9 @@ export class Raft {
    * before the current Ready is persisted; everything else waits (see `Ready`).
    */
   send(out: OutgoingMessage): void {
-    const m = { ...out, from: this.id, term: out.term ?? this.term } as Message;
+    // `out` is a fresh literal at every call site: stamping it in place avoids a copy, and
+    // V8 handles spread-with-extra-properties slowly (a third of the core's time in bench:core).
+    const m = Object.assign(out, { from: this.id, term: out.term ?? this.term }) as Message;
     assert(m.to !== this.id, `${m.type} addressed to self`);
     if (this.role === Role.Leader && m.term === this.persistedTerm && LEADER_EARLY_TYPES.has(m.type)) this.msgs.push(m);
     else this.msgsAfterPersist.push(m);

@@ -141,6 +141,7 @@ export class RawNode {
     r.msgs = [];
     r.msgsAfterPersist = [];
     r.readStates = [];
+    r.readOnly.closeRound();
     this.#inFlight = ready;
     return ready;
   }

@@ -33,23 +33,35 @@ export class ReadOnly {
   /** The latest round acknowledged by a quorum. */
   confirmedRound = 0;
   #acked = new Map<NodeId, number>();
+  /**
+   * The current round's heartbeats have not been handed out in a Ready yet. Every message that
+   * carries the round leaves after this moment, so a read arriving now can join the round.
+   */
+  #roundOpen = false;
 
   get pendingCount(): number {
     return this.#pending.length;
   }
 
-  /** Adds a read; returns true when a new round must be started (none is in flight). */
+  /** Adds a read; returns true when a new round must be started (none is open or in flight). */
   add(from: NodeId, context: ReadContext, index: LogIndex): boolean {
     assert(this.#pending.length < PENDING_READS_MAX, 'ReadOnly.add beyond PENDING_READS_MAX');
     const last = this.#pending[this.#pending.length - 1];
     assert(last === undefined || last.index <= index, `read index went back: ${last?.index} -> ${index}`);
-    this.#pending.push({ from, context, index, round: this.currentRound + 1 });
-    return this.currentRound === this.confirmedRound;
+    const round = this.#roundOpen ? this.currentRound : this.currentRound + 1;
+    this.#pending.push({ from, context, index, round });
+    return !this.#roundOpen && this.currentRound === this.confirmedRound;
   }
 
   startRound(): number {
     this.currentRound++;
+    this.#roundOpen = true;
     return this.currentRound;
+  }
+
+  /** The messages carrying the current round were handed out: later reads need a later round. */
+  closeRound(): void {
+    this.#roundOpen = false;
   }
 
   /**
@@ -80,5 +92,6 @@ export class ReadOnly {
     this.#acked.clear();
     this.currentRound = 0;
     this.confirmedRound = 0;
+    this.#roundOpen = false;
   }
 }

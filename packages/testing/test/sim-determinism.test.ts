@@ -26,4 +26,19 @@ describe('simulator determinism and regressions', () => {
     const result = new Simulation({ seed, nodes: 3 }).run();
     expect(result.violation).toBeNull();
   });
+
+  // A leader-churn crash scheduled just before the faults stopped landed just after, and its
+  // restart was skipped: the node stayed down through the liveness phase.
+  it.each([
+    [2086, 3],
+    [2233, 3],
+    [4313, 3],
+    [905, 5],
+    [3919, 5],
+    [3925, 5],
+  ])('seed %i (%i nodes) recovers after the faults stop', (seed, nodes) => {
+    const result = new Simulation({ seed, nodes }).run();
+    expect(result.violation).toBeNull();
+    expect(result.stats.recoveryTicks).not.toBeNull();
+  });
 });

@@ -640,7 +640,8 @@ export class Simulation {
   #churn(node: SimNode): void {
     const incarnation = node.incarnation;
     this.#after(this.#rng.nextInt(3 * this.#delayMax + 1), () => {
-      if (node.incarnation !== incarnation) return;
+      // Faults stop at the heal: a crash scheduled before it must not land after it.
+      if (node.incarnation !== incarnation || this.#healTime !== null) return;
       this.#crash(node, 'leader churn');
       this.#after(20 + this.#rng.nextInt(200), () => {
         if (this.#healTime === null) this.#restart(node);

@@ -1,5 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
+// .ci/run sets VITEST_JSON_OUT to get a machine-readable report next to the usual output.
+const jsonOut = process.env['VITEST_JSON_OUT'];
+
 export default defineConfig({
   ssr: { resolve: { conditions: ['@raftkv/source'] } },
   resolve: { conditions: ['@raftkv/source'] },
@@ -8,5 +11,6 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    ...(jsonOut === undefined ? {} : { reporters: ['default', 'json'], outputFile: { json: jsonOut } }),
   },
 });

@@ -20,6 +20,24 @@ export const ErrorCode = {
   TRANSFER_REJECTED: 'RAFTKV_TRANSFER_REJECTED',
   /** A configuration value is out of range. */
   INVALID_CONFIG: 'RAFTKV_INVALID_CONFIG',
+  /** Data on disk failed its checksum or does not decode; the message names the directory and the record. */
+  STORAGE_CORRUPT: 'RAFTKV_STORAGE_CORRUPT',
+  /** A storage or state machine was used after close(). */
+  STORAGE_CLOSED: 'RAFTKV_STORAGE_CLOSED',
+  /** A peer connection was refused: wrong cluster id, unknown node id, or a bad handshake. */
+  PEER_REJECTED: 'RAFTKV_PEER_REJECTED',
+  /** A frame on the peer port was malformed, truncated or over the size limit; the connection is closed. */
+  FRAME_INVALID: 'RAFTKV_FRAME_INVALID',
+  /** A snapshot stream to or from a peer broke off or did not verify. */
+  SNAPSHOT_TRANSFER_FAILED: 'RAFTKV_SNAPSHOT_TRANSFER_FAILED',
+  /** A key is empty or not valid UTF-8 text. */
+  KEY_INVALID: 'RAFTKV_KEY_INVALID',
+  /** A key is longer than the configured limit. */
+  KEY_TOO_LARGE: 'RAFTKV_KEY_TOO_LARGE',
+  /** A value is larger than the configured limit. */
+  VALUE_TOO_LARGE: 'RAFTKV_VALUE_TOO_LARGE',
+  /** A command does not decode into a known operation. */
+  COMMAND_INVALID: 'RAFTKV_COMMAND_INVALID',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

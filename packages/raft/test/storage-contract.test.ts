@@ -1,5 +1,5 @@
 import { MemoryStorage, type ConfState } from '../src/index.js';
-import { runLogStorageContract, type StorageUnderTest } from './storage-contract.js';
+import { runLogStorageContract, type StorageUnderTest } from '@raftkv/testing/contracts';
 
 runLogStorageContract('MemoryStorage', (confState) => ({ storage: new MemoryStorage(confState) }));
 

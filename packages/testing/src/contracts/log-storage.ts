@@ -17,7 +17,7 @@ import {
   type LogStorage,
   type Snapshot,
   type SnapshotMeta,
-} from '../src/index.js';
+} from '@raftkv/raft';
 
 /** The write side of a stable storage, as the caller of `Ready` uses it. */
 export interface WritableLogStorage {

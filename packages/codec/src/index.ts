@@ -1,0 +1,1 @@
+export { decode, DECODE_BYTES_MAX, encode, packr } from './packr.js';

@@ -1,0 +1,7 @@
+/**
+ * Contract suites (vitest): every implementation of an interface with a deterministic twin runs
+ * the same suite. Kept apart from the main entry so that importing `@raftkv/testing` does not
+ * load vitest.
+ */
+export { runLogStorageContract } from './log-storage.js';
+export type { MakeStorage, StorageUnderTest, WritableLogStorage } from './log-storage.js';

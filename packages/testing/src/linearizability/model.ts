@@ -20,6 +20,11 @@ export class ValueTable {
     return id;
   }
 
+  /** How many distinct values (including null) have been interned. */
+  get size(): number {
+    return this.#values.length;
+  }
+
   value(id: number): RegisterValue {
     return this.#values[id] ?? null;
   }
@@ -40,30 +45,46 @@ export interface CompiledOps {
   readonly arg: Int32Array;
   /** cas: expected value id; otherwise unused. */
   readonly expected: Int32Array;
+  /** The value id the register must hold for the op to be linearized at all, or -1 if none is required. */
+  readonly needs: Int32Array;
+  /** The value id the op may set the register to, or -1 if it never changes it. */
+  readonly writes: Int32Array;
+  /** The value id the op compares the register with (read output, cas expected), or -1. */
+  readonly refers: Int32Array;
 }
 
 export function compileOps(ops: readonly Operation[], values: ValueTable): CompiledOps {
   const step = new Uint8Array(ops.length);
   const arg = new Int32Array(ops.length);
   const expected = new Int32Array(ops.length);
+  const needs = new Int32Array(ops.length).fill(-1);
+  const writes = new Int32Array(ops.length).fill(-1);
+  const refers = new Int32Array(ops.length).fill(-1);
   ops.forEach((op, i) => {
     switch (op.kind) {
       case 'read':
         step[i] = STEP_READ;
         arg[i] = values.intern(op.output as RegisterValue);
+        needs[i] = arg[i]!;
+        refers[i] = arg[i]!;
         break;
       case 'write':
         step[i] = STEP_WRITE;
         arg[i] = values.intern(op.value ?? null);
+        writes[i] = arg[i]!;
         break;
       case 'cas':
         step[i] = op.complete === null ? STEP_CAS_UNKNOWN : op.output === true ? STEP_CAS_OK : STEP_CAS_FAILED;
         arg[i] = values.intern(op.value ?? null);
         expected[i] = values.intern(op.expected ?? null);
+        // An indeterminate cas may be left out, so it needs nothing; a failed one writes nothing.
+        if (step[i] === STEP_CAS_OK) needs[i] = expected[i]!;
+        if (step[i] !== STEP_CAS_FAILED) writes[i] = arg[i]!;
+        refers[i] = expected[i]!;
         break;
     }
   });
-  return { step, arg, expected };
+  return { step, arg, expected, needs, writes, refers };
 }
 
 /** Applies operation `i` to `state`: the next state, or -1 if the operation's output is impossible there. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, isRaftKvError, MemoryStorage, RaftKvError, RawNode, SeededRandom, type RaftConfig } from '../src/index.js';
+import { ErrorCode, isRaftKvError, MemoryStorage, type RaftKvError, RawNode, SeededRandom, type RaftConfig } from '../src/index.js';
 
 const base = (): RaftConfig => ({ id: 'n1', storage: new MemoryStorage({ voters: ['n1', 'n2', 'n3'], learners: [] }), random: new SeededRandom(1) });
 

@@ -363,6 +363,7 @@ export function runLogStorageContract(name: string, make: MakeStorage, options: 
             let snapIndex = 0;
             let term = 1;
             let hsTerm = 0;
+            let hsCommit = 0;
             const check = (st: LogStorage): void => {
               const last = terms.length - 1;
               expect([st.firstIndex(), st.lastIndex()]).toEqual([snapIndex + 1, last]);
@@ -374,7 +375,8 @@ export function runLogStorageContract(name: string, make: MakeStorage, options: 
               switch (op.kind) {
                 case 'append': {
                   term += op.termBump;
-                  const from = snapIndex + 1 + (op.at % (last - snapIndex + 1));
+                  const floor = Math.max(snapIndex, hsCommit);
+                  const from = floor + 1 + (op.at % (last - floor + 1));
                   await s.append(run(from, from + op.count - 1, term));
                   terms = [...terms.slice(0, from), ...new Array<number>(op.count).fill(term)];
                   break;
@@ -386,7 +388,8 @@ export function runLogStorageContract(name: string, make: MakeStorage, options: 
                   break;
                 }
                 case 'applySnapshot': {
-                  const at = snapIndex + 1 + (op.at % (last - snapIndex + 3));
+                  const floor = Math.max(snapIndex, hsCommit);
+                  const at = floor + 1 + (op.at % (last - floor + 3));
                   const keep = op.match && at <= last;
                   const snapTerm = keep ? terms[at]! : ++term;
                   await s.applySnapshot(snap(at, snapTerm));
@@ -403,6 +406,7 @@ export function runLogStorageContract(name: string, make: MakeStorage, options: 
                   hsTerm = Math.max(hsTerm, term);
                   const hs = { term: hsTerm, vote: null, commit: op.commit % (last + 1) };
                   await s.setHardState(hs);
+                  hsCommit = hs.commit;
                   expect({ ...s.initialState().hardState }).toEqual(hs);
                   break;
                 }

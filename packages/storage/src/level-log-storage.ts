@@ -1,0 +1,198 @@
+import {
+  assert,
+  ErrorCode,
+  MemoryStorage,
+  RaftKvError,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type LogIndex,
+  type LogStorage,
+  type Ready,
+  type Snapshot,
+  type SnapshotMeta,
+  type Term,
+} from '@raftkv/raft';
+import { writeSynced, type LogDatabase } from './database.js';
+import { loadStore, type StoredState } from './load.js';
+import { planBootstrap, planCompact, planWrite, type Plan } from './plan.js';
+
+export interface LevelLogStorageOptions {
+  /** Where the database lives; named in every error about its data. */
+  readonly dataDir: string;
+  /** The initial configuration, used only when the store is empty (a new node). */
+  readonly bootstrap: ConfState;
+}
+
+/**
+ * The durable Raft log store: entries, hard state and snapshot metadata on LevelDB (see
+ * format.ts for the layout).
+ *
+ * The core reads synchronously, so the store keeps an in-memory mirror of everything it holds
+ * (a MemoryStorage, the model every LogStorage must behave like), loaded and verified at open.
+ * Memory stays bounded because the node compacts the log regularly. Each write is one atomic,
+ * synced LevelDB batch; the mirror changes only after that batch is durable, so a write that
+ * fails leaves the store as it was. One write at a time: the caller awaits each (the Ready loop
+ * does); overlapping writes are a bug and fail an assertion.
+ *
+ * **Snapshot data is not stored here.** The KV state machine holds the state and produces the
+ * snapshot image itself; this store keeps the snapshot's metadata (index, term, configuration),
+ * and `snapshot()` returns it with empty `data`. `persist` never stores a Ready's snapshot data
+ * (step 4 of the Ready contract installs it into the state machine). Only `compact` and
+ * `applySnapshot`, given non-empty bytes (tests, and the LogStorage contract that round-trips
+ * them), keep them, up to SNAPSHOT_DATA_BYTES_MAX; production passes empty data and stores
+ * nothing.
+ */
+export class LevelLogStorage implements LogStorage {
+  readonly #db: LogDatabase;
+  readonly #dataDir: string;
+  readonly #mirror: MemoryStorage;
+  /** The write in progress, if any; close() waits for it. */
+  #writing: Promise<void> | null = null;
+  #closed = false;
+
+  private constructor(db: LogDatabase, dataDir: string, mirror: MemoryStorage) {
+    this.#db = db;
+    this.#dataDir = dataDir;
+    this.#mirror = mirror;
+  }
+
+  /**
+   * Opens the store in `db` (opening the database if needed), verifying every record, or
+   * initialises an empty one at `options.bootstrap`. Throws STORAGE_CORRUPT on bad data. The
+   * store owns `db` from here: `close()` closes it, and so does a failed open.
+   */
+  static async open(db: LogDatabase, options: LevelLogStorageOptions): Promise<LevelLogStorage> {
+    try {
+      await db.open();
+      let stored = await loadStore(db, options.dataDir);
+      if (stored === null) {
+        await writeSynced(db, planBootstrap(options.bootstrap));
+        stored = emptyStore(options.bootstrap);
+      }
+      return new LevelLogStorage(db, options.dataDir, buildMirror(stored));
+    } catch (error) {
+      // Release the database (and its directory lock); the open's own error is the one to report.
+      await db.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  get dataDir(): string {
+    return this.#dataDir;
+  }
+
+  // --- LogStorage: served from the mirror. ---
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return this.#open().initialState();
+  }
+
+  entries(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] {
+    return this.#open().entries(lo, hi, bytesMax);
+  }
+
+  term(i: LogIndex): Term {
+    return this.#open().term(i);
+  }
+
+  firstIndex(): LogIndex {
+    return this.#open().firstIndex();
+  }
+
+  lastIndex(): LogIndex {
+    return this.#open().lastIndex();
+  }
+
+  snapshot(): Snapshot {
+    return this.#open().snapshot();
+  }
+
+  hardState(): HardState {
+    return this.#open().hardState();
+  }
+
+  // --- Writes: one synced batch each. ---
+
+  /**
+   * Step 2 of the Ready contract, in one atomic synced batch: the snapshot's metadata (dropping
+   * the entries it covers; later entries are kept only if the log holds the snapshot's last
+   * entry), then the entries (truncating stored entries from `entries[0].index` on), then the
+   * hard state. Throws SNAPSHOT_OUT_OF_DATE for a snapshot not newer than the stored one.
+   */
+  async persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): Promise<void> {
+    await this.#write(() => planWrite(this.#open(), { snapshot: ready.snapshot, keepSnapshotData: false, entries: ready.entries, hardState: ready.hardState }));
+  }
+
+  /** Drops every stored entry at or after `entries[0].index`, then appends; entries before the first index are ignored. */
+  async append(entries: readonly Entry[]): Promise<void> {
+    await this.#write(() => planWrite(this.#open(), { snapshot: null, keepSnapshotData: false, entries, hardState: null }));
+  }
+
+  async setHardState(hardState: HardState): Promise<void> {
+    await this.#write(() => planWrite(this.#open(), { snapshot: null, keepSnapshotData: false, entries: [], hardState }));
+  }
+
+  /** Installs a snapshot from a leader (see `persist`); keeps small data (SNAPSHOT_DATA_BYTES_MAX). */
+  async applySnapshot(snapshot: Snapshot): Promise<void> {
+    await this.#write(() => planWrite(this.#open(), { snapshot, keepSnapshotData: true, entries: [], hardState: null }));
+  }
+
+  /**
+   * Records a snapshot the state machine took at `meta.index` (stored) and deletes the entries
+   * it covers; a no-op at or below the current snapshot. Production passes empty `data`.
+   */
+  async compact(meta: SnapshotMeta, data: Uint8Array): Promise<void> {
+    await this.#write(() => planCompact(this.#open(), meta, data));
+  }
+
+  /** Closes the database once the write in progress (if any) settles. Later calls throw STORAGE_CLOSED. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#writing?.catch(() => undefined);
+    await this.#db.close();
+  }
+
+  /** Plans (checking everything), writes one synced batch, then replays the plan on the mirror. */
+  async #write(plan: () => Plan | null): Promise<void> {
+    this.#open();
+    assert(this.#writing === null, `${this.#dataDir}: a write started while another is in progress`);
+    const p = plan();
+    if (p === null || p.ops.length === 0) return;
+    const writing = writeSynced(this.#db, p.ops);
+    this.#writing = writing;
+    try {
+      await writing;
+    } finally {
+      this.#writing = null;
+    }
+    // LevelDB itself refuses every later write after a failed sync, so a failure here cannot be
+    // followed by a write planned against a disk state we do not know.
+    for (const step of p.steps) step(this.#mirror);
+    assert(this.#mirror.firstIndex() === p.firstIndex, `first index ${this.#mirror.firstIndex()} after a write planned for ${p.firstIndex}`);
+    assert(this.#mirror.lastIndex() === p.lastIndex, `last index ${this.#mirror.lastIndex()} after a write planned for ${p.lastIndex}`);
+  }
+
+  #open(): MemoryStorage {
+    if (this.#closed) throw new RaftKvError(ErrorCode.STORAGE_CLOSED, `the log store in ${this.#dataDir} is closed`);
+    return this.#mirror;
+  }
+}
+
+/** What planBootstrap writes, as loadStore would read it back. */
+function emptyStore(confState: ConfState): StoredState {
+  return { hardState: { term: 0, vote: null, commit: 0 }, snapshot: { meta: { index: 0, term: 0, confState }, data: new Uint8Array(0) }, entries: [] };
+}
+
+/** The mirror of a verified store, built through the model's own writers (which check it again). */
+function buildMirror(stored: StoredState): MemoryStorage {
+  const { snapshot, entries, hardState } = stored;
+  const mirror = new MemoryStorage(snapshot.meta.confState);
+  if (snapshot.meta.index > 0) mirror.applySnapshot(snapshot);
+  mirror.append(entries);
+  mirror.setHardState(hardState);
+  const last = entries[entries.length - 1]?.index ?? snapshot.meta.index;
+  assert(mirror.firstIndex() === snapshot.meta.index + 1 && mirror.lastIndex() === last, `mirror [${mirror.firstIndex()}, ${mirror.lastIndex()}] of a store holding (${snapshot.meta.index}, ${last}]`);
+  return mirror;
+}

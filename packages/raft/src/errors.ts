@@ -38,6 +38,10 @@ export const ErrorCode = {
   VALUE_TOO_LARGE: 'RAFTKV_VALUE_TOO_LARGE',
   /** A command does not decode into a known operation. */
   COMMAND_INVALID: 'RAFTKV_COMMAND_INVALID',
+  /** A proposal or read did not complete in time; a write may still have taken effect. */
+  TIMEOUT: 'RAFTKV_TIMEOUT',
+  /** The node is shutting down; the request was not completed (a write may still take effect). */
+  SHUTTING_DOWN: 'RAFTKV_SHUTTING_DOWN',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

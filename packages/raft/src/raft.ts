@@ -298,9 +298,19 @@ export class Raft {
     if (self.maybeUpdate(index) && this.#maybeCommit()) this.#broadcastAppend();
   }
 
-  /** Linearizable read (thesis section 6.4): the answer arrives as a ReadState in a Ready. */
-  readIndex(context: ReadContext): void {
+  /**
+   * Linearizable read (thesis section 6.4): the answer arrives as a ReadState in a Ready. With
+   * `lease`, a leader answers at once from its commit index, relying on check-quorum and the
+   * followers' leader lease instead of a heartbeat round (thesis section 6.4.1): correct only
+   * while clocks drift less than the election timeout allows. Elsewhere a lease read is a
+   * ReadIndex read.
+   */
+  readIndex(context: ReadContext, mode: 'read-index' | 'lease' = 'read-index'): void {
     if (this.role === Role.Leader) {
+      if (mode === 'lease' && this.cfg.checkQuorum && this.#committedInCurrentTerm()) {
+        this.#answerRead(this.id, context, this.log.committed);
+        return;
+      }
       this.#handleReadIndex(this.id, context);
       return;
     }

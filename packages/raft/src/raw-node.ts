@@ -65,10 +65,10 @@ export class RawNode {
   /**
    * Asks for a linearizable read. The answer comes as a ReadState with the same context in a
    * later Ready; it may never come (leadership lost, message lost), so callers time out.
-   * Throws NOT_LEADER when no leader is known.
+   * Throws NOT_LEADER when no leader is known. `lease`: see `Raft.readIndex`.
    */
-  readIndex(context: ReadContext): void {
-    this.#raft.readIndex(context);
+  readIndex(context: ReadContext, mode: 'read-index' | 'lease' = 'read-index'): void {
+    this.#raft.readIndex(context, mode);
   }
 
   /** Starts an election now (pre-vote first, when enabled). */

@@ -5,3 +5,5 @@
  */
 export { runLogStorageContract } from './log-storage.js';
 export type { MakeStorage, StorageUnderTest, WritableLogStorage } from './log-storage.js';
+export { runTransportContract, sampleMessages, ScriptedSnapshotStreams, TransportRecorder } from './transport.js';
+export type { ContractHandlers, ContractSnapshotStreams, ContractTransport, MakeTransportPair, TransportPair } from './transport.js';

@@ -1,0 +1,12 @@
+export { Backoff } from './backoff.js';
+export { TransportLog } from './log.js';
+export { MemoryNetwork } from './memory/network.js';
+export type { MemoryNetworkOptions } from './memory/network.js';
+export { MemoryTransport } from './memory/transport.js';
+export { formatAddress, parseAddress, TCP_DEFAULTS } from './options.js';
+export type { TcpTransportOptions } from './options.js';
+export { TcpTransport } from './tcp/transport.js';
+export type { PeerStats, SnapshotStreams, Transport, TransportHandlers, TransportLogger, TransportStats } from './transport.js';
+export { NODE_ID_LENGTH_MAX, validateMessage } from './validate.js';
+export { FRAME_HEADER_BYTES, FrameDecoder, PROTOCOL_VERSION } from './wire.js';
+export type { Hello, RejectReason, StreamKind } from './wire.js';

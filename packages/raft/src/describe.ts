@@ -39,6 +39,8 @@ export function describeMessage(m: Message): string {
       return `${head} Index:${m.index} Ctx:${m.context}`;
     case 'MsgTransferLeader':
       return `${head} To:${m.transferee}`;
+    case 'MsgLogLost':
+      return `${head} LastIndex:${m.lastIndex}`;
     default:
       return assertNever(m, 'message');
   }

@@ -28,6 +28,7 @@ export type {
   MsgAppResp,
   MsgHeartbeat,
   MsgHeartbeatResp,
+  MsgLogLost,
   MsgReadIndex,
   MsgReadIndexResp,
   MsgSnap,

@@ -452,6 +452,13 @@ export class Raft {
       case 'MsgTransferLeader':
         if (this.voters.includes(m.transferee)) this.#handleTransfer(m.transferee);
         return;
+      case 'MsgLogLost': {
+        const pr = this.progress.get(m.from);
+        if (pr === undefined || m.from === this.id || pr.match <= m.lastIndex) return;
+        pr.becomeProbeAfterLoss(m.lastIndex);
+        this.#sendAppend(m.from, true);
+        return;
+      }
       case 'MsgApp':
       case 'MsgHeartbeat':
       case 'MsgSnap':
@@ -493,6 +500,7 @@ export class Raft {
       case 'MsgReadIndex':
       case 'MsgReadIndexResp':
       case 'MsgTransferLeader':
+      case 'MsgLogLost':
       case 'MsgVote':
       case 'MsgPreVote':
         return;
@@ -534,6 +542,7 @@ export class Raft {
       case 'MsgVoteResp':
       case 'MsgPreVoteResp':
       case 'MsgReadIndex':
+      case 'MsgLogLost':
       case 'MsgVote':
       case 'MsgPreVote':
         return;
@@ -562,7 +571,14 @@ export class Raft {
   }
 
   #handleHeartbeat(m: MsgHeartbeat): void {
-    this.log.commitTo(m.commit);
+    const lastIndex = this.log.lastIndex();
+    if (m.commit > lastIndex) {
+      // The leader caps `commit` at what we acknowledged in this term, so our log lost entries
+      // we had made durable: the disk was wiped. Commit nothing we cannot see, and say so.
+      this.send({ type: 'MsgLogLost', to: m.from, lastIndex });
+    } else {
+      this.log.commitTo(m.commit);
+    }
     this.send({ type: 'MsgHeartbeatResp', to: m.from, readRound: m.readRound });
   }
 

@@ -176,6 +176,18 @@ export interface MsgTransferLeader extends MessageHeader {
   readonly transferee: NodeId;
 }
 
+/**
+ * A follower tells its leader that its log ends before what the leader believes it holds: its
+ * data directory was wiped or lost. Raft's own rules never shrink a log below what the follower
+ * acknowledged in the same term, so only a lost disk causes this. The leader forgets its view of
+ * the follower's log and probes again, or sends a snapshot.
+ */
+export interface MsgLogLost extends MessageHeader {
+  readonly type: 'MsgLogLost';
+  /** The follower's last index now. */
+  readonly lastIndex: LogIndex;
+}
+
 export type Message =
   | MsgApp
   | MsgAppResp
@@ -187,7 +199,8 @@ export type Message =
   | MsgTimeoutNow
   | MsgReadIndex
   | MsgReadIndexResp
-  | MsgTransferLeader;
+  | MsgTransferLeader
+  | MsgLogLost;
 
 export type MessageType = Message['type'];
 

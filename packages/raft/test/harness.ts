@@ -186,6 +186,12 @@ export class Network {
     this.#nodes.delete(id);
   }
 
+  /** The node's disk is lost: it must already be crashed; it restarts from an empty store. */
+  wipe(id: NodeId): void {
+    if (this.isUp(id)) throw new Error(`${id} is up`);
+    this.#storages.set(id, new MemoryStorage({ voters: [...this.ids], learners: [] }));
+  }
+
   /** A new RawNode over the same storage; the state machine restarts from the stored snapshot. */
   restart(id: NodeId): void {
     if (this.isUp(id)) throw new Error(`${id} is up`);

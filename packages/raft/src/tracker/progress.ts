@@ -61,6 +61,17 @@ export class Progress {
     this.pendingSnapshot = snapshotIndex;
   }
 
+  /**
+   * The follower reported that its log now ends at `lastIndex`, before `match`: its disk was
+   * lost. The one place match goes back; probing restarts from the follower's actual end.
+   */
+  becomeProbeAfterLoss(lastIndex: LogIndex): void {
+    assert(lastIndex < this.match, `becomeProbeAfterLoss(${lastIndex}) with match ${this.match}`);
+    this.#resetState('probe');
+    this.match = 0;
+    this.next = lastIndex + 1;
+  }
+
   /** An acknowledgement of `index`: returns false when it is stale (not above match). */
   maybeUpdate(index: LogIndex): boolean {
     let updated = false;

@@ -512,19 +512,14 @@ export class Raft {
   #stepFollower(m: Message): void {
     switch (m.type) {
       case 'MsgApp':
-        this.electionElapsed = 0;
-        this.lead = m.from;
-        this.#handleAppend(m);
-        return;
       case 'MsgHeartbeat':
-        this.electionElapsed = 0;
-        this.lead = m.from;
-        this.#handleHeartbeat(m);
-        return;
       case 'MsgSnap':
+        // The leader of our term is alive: reset the election timer and remember who it is.
         this.electionElapsed = 0;
         this.lead = m.from;
-        this.#handleSnapshot(m);
+        if (m.type === 'MsgApp') this.#handleAppend(m);
+        else if (m.type === 'MsgHeartbeat') this.#handleHeartbeat(m);
+        else this.#handleSnapshot(m);
         return;
       case 'MsgTimeoutNow':
         // The leader asked us to take over: skip pre-vote, and the vote request overrides the

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { CasExpect } from '@raftkv/kv';
 import { ErrorCode, isRaftKvError, RaftKvError, Role, type NodeId } from '@raftkv/raft';
 import { RaftKvNode, type KvItem, type ReadOptions, type WriteOptions } from './node.js';
 import type { NodeOptions } from './options.js';
@@ -15,13 +16,13 @@ export interface ClusterOptions extends Partial<Omit<NodeOptions, 'id' | 'dataDi
   readonly host?: string;
 }
 
-/** Errors after which a request is worth sending again (to the new leader). */
+/**
+ * Errors after which a request is safe to send again: the write certainly did not take effect
+ * (it was refused, or another entry took its index). TIMEOUT and SHUTTING_DOWN are not among
+ * them: the write may have been applied; retry those only with a session.
+ */
 function retryable(error: unknown): boolean {
-  return (
-    isRaftKvError(error, ErrorCode.NOT_LEADER) ||
-    isRaftKvError(error, ErrorCode.PROPOSAL_DROPPED) ||
-    isRaftKvError(error, ErrorCode.SHUTTING_DOWN)
-  );
+  return isRaftKvError(error, ErrorCode.NOT_LEADER) || isRaftKvError(error, ErrorCode.PROPOSAL_DROPPED);
 }
 
 /**
@@ -94,6 +95,15 @@ export class LocalCluster {
 
   async delete(key: string, options?: WriteOptions): Promise<{ modIndex: number; existed: boolean }> {
     return this.#onLeader((n) => n.delete(key, options));
+  }
+
+  async cas(
+    key: string,
+    value: Uint8Array | string,
+    expect: CasExpect,
+    options?: WriteOptions,
+  ): Promise<{ ok: true; modIndex: number } | { ok: false; current: { modIndex: number } | null }> {
+    return this.#onLeader((n) => n.cas(key, value, expect, options));
   }
 
   async get(key: string, options?: ReadOptions): Promise<KvItem | null> {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import {
   encodeCommand,
   openKvStateMachine,
+  validateKey,
   type ApplyResult,
   type CasExpect,
   type Command,
@@ -82,6 +83,8 @@ interface PendingRead {
 interface AppliedWaiter {
   readonly index: LogIndex;
   readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -228,14 +231,20 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
   }
 
   async get(key: string, options: ReadOptions = {}): Promise<KvItem | null> {
+    validateKey(key, this.#kv.limits.keyBytesMax);
     await this.#readBarrier(options.consistency ?? 'linearizable');
     const found = await this.#kv.get(key);
     return found === null ? null : { key, value: found.value, modIndex: found.modIndex };
   }
 
   async scan(prefix: string, options: ReadOptions & { limit?: number } = {}): Promise<KvItem[]> {
+    const countMax = this.#kv.limits.scanCountMax;
+    const limit = options.limit ?? countMax;
+    if (!(Number.isInteger(limit) && limit >= 1 && limit <= countMax)) {
+      throw new RaftKvError(ErrorCode.INVALID_CONFIG, `scan limit must be an integer in [1, ${countMax}], got ${limit}`);
+    }
     await this.#readBarrier(options.consistency ?? 'linearizable');
-    return this.#kv.scan(prefix, options.limit ?? this.#kv.limits.scanCountMax);
+    return this.#kv.scan(prefix, limit);
   }
 
   /** Moves leadership to another voter (thesis section 3.10); forwarded when called on a follower. */
@@ -251,6 +260,7 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
   }
 
   status(): NodeStatus {
+    if (this.#stopping) throw new RaftKvError(ErrorCode.SHUTTING_DOWN, `node ${this.id} is shut down`);
     return {
       ...this.#raw.status(),
       clusterId: this.#settings.clusterId,
@@ -295,6 +305,8 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
       r.reject(shutting());
     }
     this.#reads.clear();
+    for (const w of this.#appliedWaiters) w.reject(shutting());
+    this.#appliedWaiters = [];
     await this.#transport.close();
     await Promise.allSettled([this.#storage.close(), this.#kv.close()]);
     this.#log.info({ term: this.#term }, 'node stopped');
@@ -321,17 +333,20 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
 
   /** Resolves once a read at the requested consistency may be served from the local state machine. */
   async #readBarrier(consistency: Consistency): Promise<void> {
-    if (consistency === 'stale') return;
-    if (consistency !== 'linearizable' && consistency !== 'lease') {
+    if (consistency !== 'linearizable' && consistency !== 'lease' && consistency !== 'stale') {
       throw new RaftKvError(ErrorCode.INVALID_CONFIG, `unknown consistency ${JSON.stringify(consistency)}: use linearizable, lease or stale`);
     }
     if (this.#stopping) throw new RaftKvError(ErrorCode.SHUTTING_DOWN, `node ${this.id} is shutting down`);
+    if (consistency === 'stale') return;
     if (this.#reads.size + this.#writes.size >= this.#settings.pendingRequestsMax) {
       throw new RaftKvError(ErrorCode.PROPOSAL_DROPPED, `node ${this.id} has ${this.#settings.pendingRequestsMax} requests pending; retry later`);
     }
     const context = `${this.id}:${++this.#readSeq}`;
     this.#raw.readIndex(context, consistency === 'lease' ? 'lease' : 'read-index'); // throws NOT_LEADER without a leader
     this.#wake();
+    // One deadline covers both waits: for the read index, then for this node to apply it (a
+    // node far behind, e.g. one installing a snapshot, must not hold a read forever).
+    const deadline = Date.now() + this.#settings.requestTimeoutMs;
     const index = await new Promise<LogIndex>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#reads.delete(context);
@@ -340,7 +355,24 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
       this.#reads.set(context, { resolve, reject, timer });
     });
     if (this.#kv.appliedIndex >= index) return;
-    await new Promise<void>((resolve) => this.#appliedWaiters.push({ index, resolve }));
+    await new Promise<void>((resolve, reject) => {
+      const waiter: AppliedWaiter = {
+        index,
+        resolve: () => {
+          clearTimeout(waiter.timer);
+          resolve();
+        },
+        reject: (error) => {
+          clearTimeout(waiter.timer);
+          reject(error);
+        },
+        timer: setTimeout(() => {
+          this.#appliedWaiters = this.#appliedWaiters.filter((w) => w !== waiter);
+          reject(new RaftKvError(ErrorCode.TIMEOUT, `read index ${index} not applied on ${this.id} within ${this.#settings.requestTimeoutMs} ms`));
+        }, Math.max(0, deadline - Date.now())),
+      };
+      this.#appliedWaiters.push(waiter);
+    });
   }
 
   // ---------------------------------------------------------------- the Ready loop
@@ -380,7 +412,8 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
       this.#log.fatal({ err: error, term: this.#term }, 'ready loop failed; stopping the node');
       this.#stopping = true;
       if (this.#ticker !== null) clearInterval(this.#ticker);
-      this.emit('error', error instanceof Error ? error : new Error(String(error)));
+      // An 'error' event without a listener would throw here and leave an unhandled rejection.
+      if (this.listenerCount('error') > 0) this.emit('error', error instanceof Error ? error : new Error(String(error)));
     }
   }
 

@@ -118,8 +118,29 @@ describe('an embedded three-node cluster (startCluster)', () => {
   it('a closed node fails pending and new requests with SHUTTING_DOWN, and closes only once', async () => {
     cluster = await startCluster({ nodes: 3, ...FAST });
     const leader = await cluster.leader();
+    const follower = cluster.nodes.find((n) => n !== leader)!;
+    await leader.put('k', 'v');
     await cluster.stopNode(leader.id);
     expect(await codeOf(leader.put('k', 'v'))).toBe(ErrorCode.SHUTTING_DOWN);
+    for (const consistency of ['linearizable', 'lease', 'stale'] as const) {
+      expect(await codeOf(leader.get('k', { consistency }))).toBe(ErrorCode.SHUTTING_DOWN);
+    }
+    expect(() => leader.status()).toThrow(expect.objectContaining({ code: ErrorCode.SHUTTING_DOWN }));
     await leader.close(); // idempotent
+    // A read pending on a follower when it closes settles too (it does not hang).
+    const pending = follower.get('k');
+    const closing = cluster.stopNode(follower.id);
+    const code = await codeOf(pending);
+    expect([undefined, ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_LEADER, ErrorCode.TIMEOUT]).toContain(code);
+    await closing;
+  });
+
+  it('read arguments are checked before any round trip; the cluster helper has cas', async () => {
+    cluster = await startCluster({ nodes: 3, ...FAST, kvLimits: { scanCountMax: 100 } });
+    const leader = await cluster.leader();
+    for (const limit of [0, -1, 1.5, 101]) expect(await codeOf(leader.scan('a/', { limit }))).toBe(ErrorCode.INVALID_CONFIG);
+    expect(await codeOf(leader.get(''))).toBe(ErrorCode.KEY_INVALID);
+    expect(await cluster.cas('c', 'v', { absent: true })).toMatchObject({ ok: true });
+    expect(await cluster.cas('c', 'w', { absent: true })).toMatchObject({ ok: false });
   });
 });

@@ -24,9 +24,15 @@ const BATCH_OPTIONS: AbstractBatchOptions<string, Uint8Array> & { readonly sync:
   sync: true,
 };
 
-/** Writes `ops` atomically and durably: all of them or none. */
-export async function writeSynced(db: LogDatabase, ops: readonly BatchOp[]): Promise<void> {
-  await db.batch<string, Uint8Array>([...ops], BATCH_OPTIONS);
+const BATCH_OPTIONS_UNSYNCED: AbstractBatchOptions<string, Uint8Array> & { readonly sync: boolean } = { ...BATCH_OPTIONS, sync: false };
+
+/**
+ * Writes `ops` atomically: all of them or none; durably when `sync` (the default). Unsynced
+ * batches are for what Raft does not need durable (a hard state whose only change is the
+ * commit index); the next synced batch carries them to disk too, since LevelDB's log is one file.
+ */
+export async function writeBatch(db: LogDatabase, ops: readonly BatchOp[], sync = true): Promise<void> {
+  await db.batch<string, Uint8Array>([...ops], sync ? BATCH_OPTIONS : BATCH_OPTIONS_UNSYNCED);
 }
 
 /** Bytes read per step of the scan at open (the iterator's buffer). */

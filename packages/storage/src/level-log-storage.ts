@@ -13,7 +13,7 @@ import {
   type SnapshotMeta,
   type Term,
 } from '@raftkv/raft';
-import { writeSynced, type LogDatabase } from './database.js';
+import { writeBatch, type LogDatabase } from './database.js';
 import { loadStore, type StoredState } from './load.js';
 import { planBootstrap, planCompact, planWrite, type Plan } from './plan.js';
 
@@ -67,7 +67,7 @@ export class LevelLogStorage implements LogStorage {
       await db.open();
       let stored = await loadStore(db, options.dataDir);
       if (stored === null) {
-        await writeSynced(db, planBootstrap(options.bootstrap));
+        await writeBatch(db, planBootstrap(options.bootstrap));
         stored = emptyStore(options.bootstrap);
       }
       return new LevelLogStorage(db, options.dataDir, buildMirror(stored));
@@ -120,8 +120,12 @@ export class LevelLogStorage implements LogStorage {
    * entry), then the entries (truncating stored entries from `entries[0].index` on), then the
    * hard state. Throws SNAPSHOT_OUT_OF_DATE for a snapshot not newer than the stored one.
    */
-  async persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): Promise<void> {
-    await this.#write(() => planWrite(this.#open(), { snapshot: ready.snapshot, keepSnapshotData: false, entries: ready.entries, hardState: ready.hardState }));
+  async persist(ready: Pick<Ready, 'hardState' | 'entries' | 'snapshot'> & { readonly mustSync?: boolean }): Promise<void> {
+    // A Ready whose only change is the commit index need not reach the disk before the node
+    // goes on (Ready.mustSync is false): it is written unsynced, and a crash may lose it.
+    // Entries, a snapshot, or no word from the caller: synced.
+    const sync = ready.mustSync !== false || ready.entries.length > 0 || ready.snapshot !== null;
+    await this.#write(() => planWrite(this.#open(), { snapshot: ready.snapshot, keepSnapshotData: false, entries: ready.entries, hardState: ready.hardState }), sync);
   }
 
   /** Drops every stored entry at or after `entries[0].index`, then appends; entries before the first index are ignored. */
@@ -154,13 +158,13 @@ export class LevelLogStorage implements LogStorage {
     await this.#db.close();
   }
 
-  /** Plans (checking everything), writes one synced batch, then replays the plan on the mirror. */
-  async #write(plan: () => Plan | null): Promise<void> {
+  /** Plans (checking everything), writes one batch (synced unless told), then replays the plan on the mirror. */
+  async #write(plan: () => Plan | null, sync = true): Promise<void> {
     this.#open();
     assert(this.#writing === null, `${this.#dataDir}: a write started while another is in progress`);
     const p = plan();
     if (p === null || p.ops.length === 0) return;
-    const writing = writeSynced(this.#db, p.ops);
+    const writing = writeBatch(this.#db, p.ops, sync);
     this.#writing = writing;
     try {
       await writing;

@@ -80,6 +80,23 @@ describe('LevelLogStorage beyond the contract', () => {
     await s.close();
   });
 
+  it('writes a commit-only Ready (mustSync false) unsynced; anything with entries, a vote or a snapshot synced', async () => {
+    const { db, s } = await openOnMemory();
+    await s.persist({ snapshot: null, entries: [ent(1, 1), ent(2, 1)], hardState: { term: 1, vote: 'n1', commit: 0 }, mustSync: true });
+    const batch = vi.spyOn(db, 'batch');
+    const syncOf = (call: number): unknown => ((batch.mock.calls[call] ?? []) as unknown[])[1];
+    await s.persist({ snapshot: null, entries: [], hardState: { term: 1, vote: 'n1', commit: 2 }, mustSync: false });
+    expect(syncOf(0)).toMatchObject({ sync: false });
+    expect(s.hardState().commit).toBe(2);
+    // Entries are always synced, whatever the caller says.
+    await s.persist({ snapshot: null, entries: [ent(3, 1)], hardState: null, mustSync: false });
+    expect(syncOf(1)).toMatchObject({ sync: true });
+    // No word from the caller: synced.
+    await s.persist({ snapshot: null, entries: [], hardState: { term: 2, vote: null, commit: 2 } });
+    expect(syncOf(2)).toMatchObject({ sync: true });
+    await s.close();
+  });
+
   it('keeps snapshot data only from compact/applySnapshot, never from persist, and drops stale data', async () => {
     const { db, s } = await openOnMemory();
     await s.append([1, 2, 3, 4, 5, 6].map((i) => ent(i, 1)));

@@ -149,42 +149,41 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
     const log = (settings.logger ?? pino({ level: 'silent' })).child({ nodeId: settings.id });
     await mkdir(settings.dataDir, { recursive: true });
     const confState = { voters: [...settings.members], learners: [] };
+    // The log store opens first: its LevelDB lock makes the data directory one process's, which
+    // the state machine's directory recovery (renames before its own lock) relies on.
     const storage = await openLevelLogStorage(join(settings.dataDir, 'log'), confState);
-    let kv: KvStateMachine;
+    let kv: KvStateMachine | null = null;
+    let node: RaftKvNode;
     try {
       kv = await openKvStateMachine(join(settings.dataDir, 'kv'), settings.kvLimits ?? {});
-    } catch (error) {
-      await storage.close();
-      throw error;
-    }
-    await reconcile(storage, kv, log);
-    const commit = Math.max(storage.initialState().hardState.commit, storage.firstIndex() - 1);
-    const raw = new RawNode({
-      id: settings.id,
-      storage,
-      random: { nextInt: (max) => randomInt(max) },
-      electionTimeoutTicks: settings.electionTimeoutMs / settings.tickMs,
-      heartbeatIntervalTicks: settings.heartbeatIntervalMs / settings.tickMs,
-      // The state machine may be ahead of the log's snapshot (see reconcile): entries up to
-      // its applied index are skipped when handed out again.
-      applied: Math.min(kv.appliedIndex, commit),
-    });
-    const listen = settings.listen ?? parseAddress(settings.peers[settings.id]!);
-    const peers = new Map(Object.entries(settings.peers).filter(([id]) => id !== settings.id));
-    const transport =
-      settings.transport ??
-      new TcpTransport({ id: settings.id, clusterId: settings.clusterId, listen, peers, logger: log.child({ component: 'transport' }) });
-    const node = new RaftKvNode(settings, { raw, storage, kv, transport, log });
-    try {
+      await reconcile(storage, kv, log);
+      const commit = Math.max(storage.initialState().hardState.commit, storage.firstIndex() - 1);
+      const raw = new RawNode({
+        id: settings.id,
+        storage,
+        random: { nextInt: (max) => randomInt(max) },
+        electionTimeoutTicks: settings.electionTimeoutMs / settings.tickMs,
+        heartbeatIntervalTicks: settings.heartbeatIntervalMs / settings.tickMs,
+        // The state machine may be ahead of the log's snapshot (see reconcile): entries up to
+        // its applied index are skipped when handed out again.
+        applied: Math.min(kv.appliedIndex, commit),
+      });
+      const listen = settings.listen ?? parseAddress(settings.peers[settings.id]!);
+      const peers = new Map(Object.entries(settings.peers).filter(([id]) => id !== settings.id));
+      const transport =
+        settings.transport ??
+        new TcpTransport({ id: settings.id, clusterId: settings.clusterId, listen, peers, logger: log.child({ component: 'transport' }) });
+      node = new RaftKvNode(settings, { raw, storage, kv, transport, log });
       await transport.start(node.#handlers(), node.#snapshotStreams());
     } catch (error) {
-      await Promise.allSettled([storage.close(), kv.close()]);
+      // Release both stores (and their locks) so the caller can retry or report.
+      await Promise.allSettled([storage.close(), kv?.close()]);
       throw error;
     }
-    const address = transport instanceof TcpTransport ? transport.address() : null;
+    const address = node.#transport instanceof TcpTransport ? node.#transport.address() : null;
     node.#peerAddress = address === null ? '' : `${address.host}:${address.port}`;
-    const st = raw.basicStatus();
-    log.info({ term: st.term, commit: st.commit, applied: kv.appliedIndex, firstIndex: st.firstIndex, lastIndex: st.lastIndex, peerAddress: node.peerAddress }, 'node started');
+    const st = node.#raw.basicStatus();
+    log.info({ term: st.term, commit: st.commit, applied: node.#kv.appliedIndex, firstIndex: st.firstIndex, lastIndex: st.lastIndex, peerAddress: node.peerAddress }, 'node started');
     node.#ticker = setInterval(() => node.#tick(), settings.tickMs);
     node.#loop = node.#run();
     return node;

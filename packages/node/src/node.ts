@@ -10,6 +10,7 @@ import {
   type CasExpect,
   type Command,
   type CommandResult,
+  type KvLimits,
   type KvStateMachine,
   type StagedSnapshot,
 } from '@raftkv/kv';
@@ -280,6 +281,11 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
 
   get transport(): Transport {
     return this.#transport;
+  }
+
+  /** The key, value and scan limits this node enforces (the HTTP layer uses the same). */
+  get limits(): KvLimits {
+    return this.#kv.limits;
   }
 
   /** Stops the node: pending requests fail with RAFTKV_SHUTTING_DOWN; storage is closed cleanly. */

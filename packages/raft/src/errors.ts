@@ -42,6 +42,16 @@ export const ErrorCode = {
   TIMEOUT: 'RAFTKV_TIMEOUT',
   /** The node is shutting down; the request was not completed (a write may still take effect). */
   SHUTTING_DOWN: 'RAFTKV_SHUTTING_DOWN',
+  /** HTTP: a compare-and-set did not match the key's current modification index. */
+  COMPARE_FAILED: 'RAFTKV_COMPARE_FAILED',
+  /** HTTP: the key does not exist. */
+  KEY_NOT_FOUND: 'RAFTKV_KEY_NOT_FOUND',
+  /** HTTP: no route matches the method and path. */
+  ROUTE_NOT_FOUND: 'RAFTKV_ROUTE_NOT_FOUND',
+  /** HTTP: a malformed request (query parameter, header, URL or body framing). */
+  BAD_REQUEST: 'RAFTKV_BAD_REQUEST',
+  /** A bug or an unexpected failure on the node; it is logged there. */
+  INTERNAL: 'RAFTKV_INTERNAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

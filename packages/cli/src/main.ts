@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The `raftkv` command: `raftkv start | cluster | status`. Exit status 0 on success, 1 when the
+ * command failed, 2 on a bad command line (after a message naming the problem).
+ */
+import { CLUSTER_USAGE, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseClusterArgs, parseStartArgs, parseStatusArgs, START_USAGE, STATUS_USAGE, UsageError } from './args.js';
+import { runCluster } from './cluster.js';
+import { processOutput, type Output } from './output.js';
+import { describeError, runStart } from './start.js';
+import { runStatus } from './status.js';
+
+export const USAGE = `usage: raftkv <command> [options]
+
+commands:
+  start     run one node and its HTTP API in this process
+  cluster   run a local cluster, one process per node, supervised
+  status    print a node's view of the cluster
+
+raftkv <command> --help describes each.
+`;
+
+interface Command {
+  readonly usage: string;
+  readonly run: (argv: readonly string[], out: Output) => Promise<number>;
+}
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  start: { usage: START_USAGE, run: (argv, out) => runStart(parseStartArgs(argv), out) },
+  cluster: { usage: CLUSTER_USAGE, run: (argv, out) => runCluster(parseClusterArgs(argv), out) },
+  status: { usage: STATUS_USAGE, run: (argv, out) => runStatus(parseStatusArgs(argv), out) },
+};
+
+export async function main(argv: readonly string[], out: Output): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? out.err : out.out)(USAGE.trimEnd());
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (command === undefined) {
+    out.err(`raftkv: unknown command ${JSON.stringify(name)}\n${USAGE.trimEnd()}`);
+    return EXIT_USAGE;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    out.out(command.usage.trimEnd());
+    return EXIT_OK;
+  }
+  try {
+    return await command.run(rest, out);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      out.err(`raftkv ${name}: ${error.message}\nrun 'raftkv ${name} --help' for usage`);
+      return EXIT_USAGE;
+    }
+    out.err(`raftkv: ${describeError(error)}`);
+    return EXIT_FAILURE;
+  }
+}
+
+// Exit explicitly: a command that has finished leaves nothing that should keep the process up.
+process.exit(await main(process.argv.slice(2), processOutput));

@@ -61,6 +61,9 @@ export function createServer(options: ServerOptions): FastifyInstance {
     routerOptions: { maxParamLength: 3 * limits.keyBytesMax + 16 },
     exposeHeadRoutes: false,
     return503OnClosing: true,
+    // fastify's two lines per request at info would bury the node's own log under health
+    // checks, metric scrapes and the supervisor's polling; requests are counted in /metrics.
+    disableRequestLogging: true,
     // The router refuses a path with a bad percent-escape before any route runs; under
     // /v1/kv/ that path is a key, and the error says so.
     frameworkErrors: (error, request, reply) => {

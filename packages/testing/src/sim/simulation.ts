@@ -105,7 +105,8 @@ export class Simulation {
   // liveness phase
   #healTime: number | null = null;
   #churnUntil = 0;
-  #probes: { value: string; accepted: { index: number; term: Term } | null }[] = [];
+  /** Each probe, and the term of the leader that last accepted it (re-proposed on a new term). */
+  #probes: { value: string; acceptedTerm: Term | null }[] = [];
   #done = false;
 
   readonly stats: SimStats = {
@@ -693,7 +694,7 @@ export class Simulation {
       n.crashOnNextPersist = false;
       this.#restart(n);
     }
-    for (let k = 0; k < PROBES; k++) this.#probes.push({ value: `probe${k}`, accepted: null });
+    for (let k = 0; k < PROBES; k++) this.#probes.push({ value: `probe${k}`, acceptedTerm: null });
     this.#driveProbes();
   }
 
@@ -705,10 +706,9 @@ export class Simulation {
     if (leader !== null && leader.raw !== null) {
       for (const p of this.#probes) {
         if (this.#probeApplied(p.value)) continue;
-        if (p.accepted !== null && p.accepted.term === leader.term) continue;
+        if (p.acceptedTerm === leader.term) continue;
         try {
-          const { index, term } = leader.raw.propose(encodePut({ key: p.value, value: p.value }));
-          p.accepted = { index, term };
+          p.acceptedTerm = leader.raw.propose(encodePut({ key: p.value, value: p.value })).term;
         } catch (error) {
           if (!isRaftKvError(error)) throw error;
         }

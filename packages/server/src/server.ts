@@ -106,13 +106,18 @@ export function createServer(options: ServerOptions): FastifyInstance {
     try {
       return await forwardToLeader(request, reply, { id: leader, baseUrl }, forwardTimeoutMs);
     } catch (error) {
-      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
       request.log.warn({ err: error, leader, baseUrl }, 'forwarding to the leader failed');
+      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+      // Only a refused connection proves the leader never saw the request. Any failure after
+      // the connection opened (reset, closed mid-answer) leaves the outcome unknown: the write
+      // may have been applied, so the client must not be told it certainly was not.
       return sendError(
         reply,
         timedOut
           ? httpError(ErrorCode.TIMEOUT, `leader ${leader} did not answer within ${forwardTimeoutMs} ms; a write may still take effect`)
-          : notLeader(`leader ${leader} at ${baseUrl} is unreachable from ${node.id}`),
+          : neverConnected(error)
+            ? notLeader(`leader ${leader} at ${baseUrl} is unreachable from ${node.id}`)
+            : httpError(ErrorCode.TIMEOUT, `the connection to leader ${leader} failed before it answered; a write may still take effect`),
       );
     }
   }
@@ -120,6 +125,15 @@ export function createServer(options: ServerOptions): FastifyInstance {
   registerKvRoutes(app, node, limits);
   registerNodeRoutes(app, node, metrics.registry);
   return app;
+}
+
+/** Errors a connection attempt fails with before any byte of the request could be sent. */
+const CONNECT_ERRORS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+
+/** Whether fetch failed while connecting, so the request certainly never left (its `cause` names the socket error). */
+function neverConnected(error: unknown): boolean {
+  const cause = error instanceof Error ? (error.cause as { code?: unknown } | undefined) : undefined;
+  return typeof cause?.code === 'string' && CONNECT_ERRORS.has(cause.code);
 }
 
 function sendError(reply: FastifyReply, error: HttpError): FastifyReply {

@@ -1,3 +1,4 @@
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type ServerOptions } from '../src/index.js';
@@ -112,6 +113,28 @@ describe('forwarding to the leader', () => {
     expect(late.statusCode).toBe(504);
     expect(late.json()).toMatchObject({ code: 'RAFTKV_TIMEOUT' });
     await slow.close().catch(() => undefined);
+  });
+
+  it('answers 504 (outcome unknown), not NOT_LEADER, when the leader drops the connection after the request was sent', async () => {
+    // A leader that reads the request and then resets the connection may have applied the write.
+    const sockets = new Set<Socket>();
+    const rude = createNetServer((socket) => {
+      sockets.add(socket);
+      socket.once('data', () => socket.resetAndDestroy());
+    });
+    await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve));
+    const { port } = rude.address() as AddressInfo;
+    try {
+      const { node, app } = follower({ httpAddresses: { rude: `http://127.0.0.1:${port}` }, forwardTimeoutMs: 2_000 });
+      node.failWith = notLeader('rude');
+      const r = await app.inject({ method: 'PUT', url: '/v1/kv/k', payload: 'v' });
+      expect(r.statusCode).toBe(504);
+      expect(r.json()).toMatchObject({ code: 'RAFTKV_TIMEOUT' });
+      expect(r.json().message).toMatch(/may still take effect/);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => rude.close(() => resolve()));
+    }
   });
 
   it('keeps a forwarded path on the leader host even when it starts with //', async () => {

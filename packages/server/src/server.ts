@@ -1,7 +1,7 @@
 import { KV_LIMITS_DEFAULT, type KvLimits } from '@raftkv/kv';
 import type { KvItem, NodeStatus, RaftKvNode } from '@raftkv/node';
 import { ErrorCode, isRaftKvError, RaftKvError, type NodeId } from '@raftkv/raft';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino from 'pino';
 import { httpError, ServerErrorCode, toHttpError, type HttpError } from './errors.js';
 import { forwardToLeader, isForwarded } from './forward.js';
@@ -63,7 +63,7 @@ export function createServer(options: ServerOptions): FastifyInstance {
     return503OnClosing: true,
     // fastify's two lines per request at info would bury the node's own log under health
     // checks, metric scrapes and the supervisor's polling; requests are counted in /metrics.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // The router refuses a path with a bad percent-escape before any route runs; under
     // /v1/kv/ that path is a key, and the error says so.
     frameworkErrors: (error, request, reply) => {

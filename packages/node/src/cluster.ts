@@ -14,6 +14,12 @@ export interface ClusterOptions extends Partial<Omit<NodeOptions, 'id' | 'dataDi
   readonly dataDir?: string;
   /** Interface the nodes listen on (default 127.0.0.1; ports are chosen by the OS). */
   readonly host?: string;
+  /**
+   * The address node `from` dials to reach node `to`, whose peer port is `address`. Default: the
+   * address itself. A partition test routes every directed link through its own proxy here
+   * (`ProxyNetwork.router()` in @raftkv/testing) to cut, delay or reset it.
+   */
+  readonly peerAddress?: (from: NodeId, to: NodeId, address: string) => string;
 }
 
 /**
@@ -140,13 +146,13 @@ export class LocalCluster {
   }
 
   async #launch(id: NodeId, port: number): Promise<RaftKvNode> {
-    const { nodes: _nodes, dataDir: _dataDir, host, ...nodeOptions } = this.#options;
+    const { nodes: _nodes, dataDir: _dataDir, host, peerAddress: _peerAddress, ...nodeOptions } = this.#options;
     const node = await RaftKvNode.start({
       ...nodeOptions,
       id,
       dataDir: join(this.dataDir, id),
       members: this.ids,
-      peers: Object.fromEntries(this.#addresses),
+      peers: this.#peersOf(id),
       listen: { host: host ?? '127.0.0.1', port },
     });
     this.#nodes.set(id, node);
@@ -155,8 +161,17 @@ export class LocalCluster {
   }
 
   #publishAddresses(): void {
-    const peers = Object.fromEntries(this.#addresses);
-    for (const node of this.#nodes.values()) node.setPeers(peers);
+    for (const node of this.#nodes.values()) node.setPeers(this.#peersOf(node.id));
+  }
+
+  /** The peer addresses node `from` dials, through `options.peerAddress` when it is set. */
+  #peersOf(from: NodeId): Record<NodeId, string> {
+    const route = this.#options.peerAddress;
+    const peers: Record<NodeId, string> = {};
+    for (const [to, address] of this.#addresses) {
+      if (to !== from) peers[to] = route === undefined ? address : route(from, to, address);
+    }
+    return peers;
   }
 
   /** Runs `call` on the leader, retrying on the next leader while an election settles. */

@@ -58,12 +58,16 @@ function start(args: readonly string[]): Started {
   return { child, stdout, stderr, exited };
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+/**
+ * Ports free right now, all different: every listener stays open until all are chosen (closed
+ * one at a time, the OS may hand out the same port twice).
+ */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer());
+  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve))));
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+  return ports;
 }
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs: number, context: () => string): Promise<void> {
@@ -75,8 +79,8 @@ async function waitFor(what: string, condition: () => boolean, timeoutMs: number
 }
 
 async function singleNodeArgs(dataDir: string): Promise<{ args: string[]; http: string; peerPort: number }> {
-  const peerPort = await freePort();
-  const http = `http://127.0.0.1:${await freePort()}`;
+  const [peerPort, httpPort] = (await freePorts(2)) as [number, number];
+  const http = `http://127.0.0.1:${httpPort}`;
   return { args: ['--id', 'n1', '--data-dir', dataDir, '--peers', `n1=127.0.0.1:${peerPort}`, '--http-peers', `n1=${http}`, ...FAST], http, peerPort };
 }
 

@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, RaftKvError, type NodeId } from '@raftkv/raft';
@@ -57,6 +57,22 @@ export interface SpawnOptions {
   readonly cwd: string;
   /** A child that has not reported ready by then is killed. */
   readonly readyTimeoutMs: number;
+  /** Also append everything the process writes to stderr (its logs) to this file. */
+  readonly logFile?: string;
+  /**
+   * Runs Node through a launcher, e.g. `ip netns exec <ns> node`: the process is started as
+   * `execPath ...execArgv <node flags> <entry> <config>`, so execArgv must end with the Node
+   * binary. The launcher must exec (not fork) Node, so that the pid is the node's.
+   */
+  readonly launcher?: { readonly execPath: string; readonly execArgv: readonly string[] };
+}
+
+/** Where a started node process listens. */
+export interface ReadyAddresses {
+  /** Its Raft peer port, "host:port". */
+  readonly peerAddress: string;
+  /** Its HTTP API, "host:port", when it serves one. */
+  readonly httpAddress: string | null;
 }
 
 /** Bytes of stderr kept per process (the tail: the end is what explains a failure). */
@@ -84,8 +100,8 @@ const ENTRY = join(dirname(fileURLToPath(import.meta.url)), `node-process${extna
 export class NodeChild {
   readonly id: NodeId;
   readonly pid: number;
-  /** Resolves with the node's peer address once it listens; rejects with a NodeProcessError if it never does. */
-  readonly ready: Promise<string>;
+  /** Resolves with the node's addresses once it listens; rejects with a NodeProcessError if it never does. */
+  readonly ready: Promise<ReadyAddresses>;
   /** Resolves when the process has ended, however it ended. */
   readonly exited: Promise<ExitStatus>;
   readonly #child: ChildProcess;
@@ -96,12 +112,15 @@ export class NodeChild {
   #startFailureCode: string | null = null;
   #stderr = '';
   #stderrDroppedBytes = 0;
+  readonly #logFile: WriteStream | null;
 
   private constructor(config: NodeProcessConfig, options: SpawnOptions) {
     this.id = config.id;
+    const nodeFlags = ['--import', 'tsx', '--conditions=@raftkv/source'];
+    const launcher = options.launcher;
     this.#child = fork(ENTRY, [JSON.stringify(config)], {
       cwd: options.cwd,
-      execArgv: ['--import', 'tsx', '--conditions=@raftkv/source'],
+      ...(launcher === undefined ? { execArgv: nodeFlags } : { execPath: launcher.execPath, execArgv: [...launcher.execArgv, ...nodeFlags] }),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
       env: process.env,
@@ -111,6 +130,8 @@ export class NodeChild {
     this.pid = pid;
     liveChildren.add(this.#child);
     this.#child.stdout?.resume(); // nothing is written there; drained so that a stray print never blocks the child
+    this.#logFile = options.logFile === undefined ? null : createWriteStream(options.logFile, { flags: 'a' });
+    this.#logFile?.on('error', () => {}); // losing the copy of a log must not fail the test
     this.#child.stderr?.setEncoding('utf8');
     this.#child.stderr?.on('data', (text: string) => this.#appendStderr(text));
     this.exited = new Promise((resolve) => {
@@ -119,6 +140,7 @@ export class NodeChild {
       this.#child.once('close', (code, signal) => {
         this.#exit = { code, signal };
         this.#state = 'exited';
+        this.#logFile?.end();
         liveChildren.delete(this.#child);
         this.#failPending();
         resolve(this.#exit);
@@ -193,8 +215,8 @@ export class NodeChild {
     this.#child.kill(signal);
   }
 
-  #awaitReady(timeoutMs: number): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
+  #awaitReady(timeoutMs: number): Promise<ReadyAddresses> {
+    return new Promise<ReadyAddresses>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(this.#error(NodeProcessErrorCode.START_TIMEOUT, `node process ${this.id} did not report ready within ${timeoutMs} ms; killed`));
         this.#child.kill('SIGKILL');
@@ -208,7 +230,7 @@ export class NodeChild {
         clearTimeout(timer);
         this.#child.off('message', onMessage);
         if (this.#state === 'starting') this.#state = 'running';
-        resolve(message.peerAddress);
+        resolve({ peerAddress: message.peerAddress, httpAddress: message.httpAddress });
       };
       this.#child.on('message', onMessage);
       void this.exited.then((exit) => {
@@ -240,6 +262,7 @@ export class NodeChild {
   }
 
   #appendStderr(text: string): void {
+    this.#logFile?.write(text);
     this.#stderr += text;
     const excess = this.#stderr.length - STDERR_BYTES_MAX;
     if (excess > 0) {

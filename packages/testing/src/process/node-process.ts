@@ -10,7 +10,10 @@
  * the process (status 1), never turned into a reply.
  */
 import { startNode, type KvItem, type NodeOptions, type RaftKvNode } from '@raftkv/node';
-import { assertNever, isRaftKvError, RaftAssertionError } from '@raftkv/raft';
+import { assertNever, isRaftKvError, RaftAssertionError, type NodeId } from '@raftkv/raft';
+import { createServer } from '@raftkv/server';
+
+type FastifyInstance = ReturnType<typeof createServer>;
 import {
   EXIT_NODE_FAILED,
   EXIT_START_FAILED,
@@ -44,6 +47,19 @@ async function main(): Promise<void> {
     await announce({ type: 'failed', code, message });
     return exitWith(EXIT_START_FAILED, `raftkv node ${config.id} failed to start: ${code ?? 'error'}: ${message}`);
   }
+  // Filled in by setPeers; the server reads it at each forward.
+  const httpPeers: Record<NodeId, string> = {};
+  let server: FastifyInstance | null = null;
+  if (config.http !== undefined) {
+    try {
+      server = createServer({ node, httpAddresses: httpPeers, ...(config.requestTimeoutMs === undefined ? {} : { forwardTimeoutMs: config.requestTimeoutMs }) });
+      await server.listen({ host: config.http.host, port: config.http.port });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      await announce({ type: 'failed', code: null, message: `HTTP server: ${message}` });
+      return exitWith(EXIT_START_FAILED, `raftkv node ${config.id} failed to start its HTTP server: ${message}`);
+    }
+  }
   node.on('error', (error) => {
     const code = isRaftKvError(error) ? error.code : 'error';
     exitWith(EXIT_NODE_FAILED, `raftkv node ${config.id} stopped: ${code}: ${error.message}`);
@@ -53,9 +69,9 @@ async function main(): Promise<void> {
       exitWith(EXIT_USAGE, `node-process: not a request: ${JSON.stringify(value)}`);
       return;
     }
-    void serve(node, value);
+    void serve(node, server, httpPeers, value);
   });
-  await announce({ type: 'ready', peerAddress: node.peerAddress });
+  await announce({ type: 'ready', peerAddress: node.peerAddress, httpAddress: server === null ? null : serverAddress(server) });
 }
 
 function readConfig(argument: string | undefined): NodeProcessConfig | string {
@@ -80,10 +96,16 @@ function nodeOptions(config: NodeProcessConfig): NodeOptions {
   return logger === undefined ? options : { ...options, logger };
 }
 
-async function serve(node: RaftKvNode, request: Request): Promise<void> {
+function serverAddress(server: FastifyInstance): string {
+  const address = server.server.address();
+  if (address === null || typeof address === 'string') throw new Error(`HTTP server has no TCP address (${String(address)})`);
+  return `${address.address}:${address.port}`;
+}
+
+async function serve(node: RaftKvNode, server: FastifyInstance | null, httpPeers: Record<NodeId, string>, request: Request): Promise<void> {
   let reply: Reply;
   try {
-    reply = { id: request.id, ok: true, value: await execute(node, request) };
+    reply = { id: request.id, ok: true, value: await execute(node, server, httpPeers, request) };
   } catch (error) {
     if (error instanceof RaftAssertionError) throw error; // a bug: crash, never reply
     reply = {
@@ -101,7 +123,7 @@ async function serve(node: RaftKvNode, request: Request): Promise<void> {
   process.send?.(reply);
 }
 
-async function execute(node: RaftKvNode, request: Request): Promise<OpResults[Request['op']]> {
+async function execute(node: RaftKvNode, server: FastifyInstance | null, httpPeers: Record<NodeId, string>, request: Request): Promise<OpResults[Request['op']]> {
   switch (request.op) {
     case 'put':
       return node.put(request.args.key, request.args.value);
@@ -128,8 +150,10 @@ async function execute(node: RaftKvNode, request: Request): Promise<OpResults[Re
     }
     case 'setPeers':
       node.setPeers(request.args.peers);
+      if (request.args.httpPeers !== undefined) Object.assign(httpPeers, request.args.httpPeers);
       return null;
     case 'close':
+      await server?.close();
       await node.close();
       return null;
     default:

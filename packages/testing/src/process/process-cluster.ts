@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, isRaftKvError, RaftKvError, Role, type NodeId } from '@raftkv/raft';
-import { findWorkspaceRoot, isNodeProcessError, NodeChild, NodeProcessError, NodeProcessErrorCode, type ExitStatus } from './node-child.js';
+import type { LinkControl } from '../nemesis/links.js';
+import { NetnsNetwork } from '../nemesis/netns.js';
+import { ProxyNetwork } from '../nemesis/proxy.js';
+import { findWorkspaceRoot, isNodeProcessError, NodeChild, NodeProcessError, NodeProcessErrorCode, type ExitStatus, type SpawnOptions } from './node-child.js';
 import type { LogLevel, NodeProcessConfig, Op, OpArgs, OpResults, ProcessKvItem, ProcessNodeStatus } from './protocol.js';
 
 export interface ProcessClusterOptions {
@@ -28,7 +31,23 @@ export interface ProcessClusterOptions {
   readonly replyTimeoutMs?: number;
   /** Working directory of the children (default: the workspace root, where `--import tsx` resolves). */
   readonly cwd?: string;
+  /** Each node also serves the HTTP API (see `httpAddress(id)`); followers forward writes to the leader. */
+  readonly http?: boolean;
+  /**
+   * How the nodes reach each other (default 'direct'):
+   * - 'direct': straight to each other's ports; nothing can be cut.
+   * - 'proxy': every directed link (and its HTTP forwarding) through its own TCP proxy in this
+   *   process (ProxyNetwork), so that `network` can cut, blackhole, reset or delay it.
+   * - 'netns': every node in its own network namespace, links cut by packet filter rules
+   *   (NetnsNetwork; root only, see `NetnsNetwork.available()`).
+   */
+  readonly network?: 'direct' | 'proxy' | 'netns';
+  /** Also append each node's stderr (its logs, every process it had) to `<logDir>/<id>.log`. */
+  readonly logDir?: string;
 }
+
+/** The ports every node uses inside its own namespace in 'netns' mode (each namespace has its own port space). */
+const NETNS_PORTS = { raft: 7000, http: 8000 } as const;
 
 export interface RequestOptions {
   /** Wait for the child's answer at most this long (default: the cluster's replyTimeoutMs). */
@@ -81,12 +100,17 @@ export class ProcessCluster {
   /** Every process started and not yet ended, for close(). */
   readonly #started = new Set<NodeChild>();
   readonly #addresses = new Map<NodeId, string>();
+  readonly #httpAddresses = new Map<NodeId, string>();
+  readonly #proxies: ProxyNetwork | null;
+  readonly #netns: NetnsNetwork | null;
   #closed: Promise<void> | null = null;
   /** The leader `leader()` last found, tried first by requestLeader. */
   #lastLeader: NodeId | null = null;
 
-  private constructor(ids: NodeId[], dataDir: string, ownsDataDir: boolean, options: ProcessClusterOptions) {
+  private constructor(ids: NodeId[], dataDir: string, ownsDataDir: boolean, options: ProcessClusterOptions, network: ProxyNetwork | NetnsNetwork | null) {
     this.ids = ids;
+    this.#proxies = network instanceof ProxyNetwork ? network : null;
+    this.#netns = network instanceof NetnsNetwork ? network : null;
     this.dataDir = dataDir;
     this.#ownsDataDir = ownsDataDir;
     this.#options = options;
@@ -100,8 +124,19 @@ export class ProcessCluster {
     }
     const ids = Array.from({ length: count }, (_, k) => `n${k + 1}`);
     const ownsDataDir = options.dataDir === undefined;
+    const mode = options.network ?? 'direct';
+    if (mode === 'netns') {
+      const available = await NetnsNetwork.available();
+      if (!available.ok) throw new RaftKvError(ErrorCode.INVALID_CONFIG, `network 'netns' is not available here: ${available.reason}`);
+    }
+    const network =
+      mode === 'proxy'
+        ? await ProxyNetwork.start({ nodes: ids, channels: options.http === true ? ['raft', 'http'] : ['raft'], ...(options.host === undefined ? {} : { host: options.host }) })
+        : mode === 'netns'
+          ? await NetnsNetwork.create({ nodes: ids, ports: NETNS_PORTS })
+          : null;
     const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'raftkv-processes-')));
-    const cluster = new ProcessCluster(ids, dataDir, ownsDataDir, options);
+    const cluster = new ProcessCluster(ids, dataDir, ownsDataDir, options, network);
     try {
       // All listen first, on ports the OS chooses; then every node learns where the others are.
       await Promise.all(ids.map((id) => cluster.#launch(id, 0)));
@@ -123,6 +158,18 @@ export class ProcessCluster {
     const address = this.#addresses.get(this.#known(id));
     if (address === undefined) throw new Error(`node ${id} never listened`);
     return address;
+  }
+
+  /** Where the test reaches the node's HTTP API ("host:port"); needs the `http` option. */
+  httpAddress(id: NodeId): string {
+    const address = this.#httpAddresses.get(this.#known(id));
+    if (address === undefined) throw new Error(`node ${id} serves no HTTP API (start the cluster with http: true)`);
+    return address;
+  }
+
+  /** The network between the nodes, for faults; null in 'direct' mode. */
+  get network(): LinkControl | null {
+    return this.#proxies ?? this.#netns;
   }
 
   /** The pid of the node's latest process. */
@@ -245,8 +292,7 @@ export class ProcessCluster {
     const previous = this.#child(id);
     if (previous.running || previous.paused) throw new Error(`restart(${id}): its process ${previous.pid} is still running; kill it first`);
     await previous.exited; // a kill in progress
-    const address = this.address(id);
-    await this.#launch(id, Number(address.slice(address.lastIndexOf(':') + 1)));
+    await this.#launch(id, portOf(this.address(id)), this.#httpAddresses.has(id) ? portOf(this.httpAddress(id)) : 0);
     await this.#publishAddresses();
   }
 
@@ -260,6 +306,7 @@ export class ProcessCluster {
     const children = [...this.#started];
     for (const child of children) child.signal('SIGKILL');
     await Promise.all(children.map((child) => child.exited));
+    await this.network?.close();
     if (this.#ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
   }
 
@@ -278,16 +325,19 @@ export class ProcessCluster {
     return child;
   }
 
-  async #launch(id: NodeId, port: number): Promise<void> {
+  async #launch(id: NodeId, port: number, httpPort = 0): Promise<void> {
     if (this.#closed !== null) throw new Error(`the cluster is closed; node ${id} not started`);
     const o = this.#options;
+    const netns = this.#netns;
+    const host = netns === null ? (o.host ?? '127.0.0.1') : netns.hostOf(id);
     const config: NodeProcessConfig = {
       id,
       dataDir: join(this.dataDir, id),
       members: this.ids,
-      peers: Object.fromEntries(this.#addresses),
-      listen: { host: o.host ?? '127.0.0.1', port },
+      peers: this.#peersOf(id).peers,
+      listen: { host, port: netns === null ? port : NETNS_PORTS.raft },
       logLevel: o.logLevel ?? 'warn',
+      ...(o.http === true ? { http: { host, port: netns === null ? httpPort : NETNS_PORTS.http } } : {}),
       ...definedOnly({
         clusterId: o.clusterId,
         tickMs: o.tickMs,
@@ -298,17 +348,47 @@ export class ProcessCluster {
         snapshotCatchupEntries: o.snapshotCatchupEntries,
       }),
     };
-    const child = NodeChild.spawn(config, { cwd: this.#cwd, readyTimeoutMs: o.readyTimeoutMs ?? 30_000 });
+    const spawnOptions: SpawnOptions = {
+      cwd: this.#cwd,
+      readyTimeoutMs: o.readyTimeoutMs ?? 30_000,
+      ...(o.logDir === undefined ? {} : { logFile: join(o.logDir, `${id}.log`) }),
+      ...(netns === null ? {} : { launcher: netns.forkOptions(id) }),
+    };
+    const child = NodeChild.spawn(config, spawnOptions);
     this.#children.set(id, child);
     this.#started.add(child);
     void child.exited.then(() => this.#started.delete(child));
-    this.#addresses.set(id, await child.ready);
+    const ready = await child.ready;
+    this.#addresses.set(id, ready.peerAddress);
+    this.#proxies?.setTarget(id, 'raft', ready.peerAddress);
+    if (ready.httpAddress !== null) {
+      this.#httpAddresses.set(id, ready.httpAddress);
+      this.#proxies?.setTarget(id, 'http', ready.httpAddress);
+    }
+  }
+
+  /** Where node `from` dials each peer and forwards HTTP requests: through the proxies in 'proxy' mode. */
+  #peersOf(from: NodeId): { peers: Record<NodeId, string>; httpPeers: Record<NodeId, string> } {
+    const peers: Record<NodeId, string> = {};
+    const httpPeers: Record<NodeId, string> = {};
+    const proxies = this.#proxies;
+    for (const to of this.ids) {
+      if (to === from) continue;
+      const peer = proxies === null ? this.#addresses.get(to) : proxies.address(from, to, 'raft');
+      if (peer !== undefined) peers[to] = peer;
+      const http = proxies === null || !this.#httpAddresses.has(to) ? this.#httpAddresses.get(to) : proxies.address(from, to, 'http');
+      if (http !== undefined) httpPeers[to] = `http://${http}`;
+    }
+    return { peers, httpPeers };
   }
 
   async #publishAddresses(): Promise<void> {
-    const peers = Object.fromEntries(this.#addresses);
-    await Promise.all(this.running.map((id) => this.request(id, 'setPeers', { peers })));
+    await Promise.all(this.running.map((id) => this.request(id, 'setPeers', this.#peersOf(id))));
   }
+}
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
 }
 
 function definedOnly<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], undefined> } {

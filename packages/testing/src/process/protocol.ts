@@ -44,6 +44,11 @@ export type NodeProcessConfig = Pick<
   readonly listen: { readonly host: string; readonly port: number };
   /** Node and transport logs, as JSON lines on the child's stderr (default: silent). */
   readonly logLevel?: LogLevel;
+  /**
+   * When set, the process also serves the HTTP API (@raftkv/server) there; port 0 lets the OS
+   * choose. Where it forwards to the leader comes with `setPeers` (`httpPeers`).
+   */
+  readonly http?: { readonly host: string; readonly port: number };
 };
 
 /** A key-value item as it crosses the IPC channel: the value decoded as UTF-8. */
@@ -77,7 +82,8 @@ export interface OpArgs {
   scan: { readonly prefix: string; readonly limit?: number; readonly consistency?: Consistency };
   status: Empty;
   transportStats: Empty;
-  setPeers: { readonly peers: Readonly<Record<NodeId, string>> };
+  /** Where this node dials its peers, and (with an HTTP server) where it forwards requests: base URLs "http://host:port". */
+  setPeers: { readonly peers: Readonly<Record<NodeId, string>>; readonly httpPeers?: Readonly<Record<NodeId, string>> };
   /** Closes the node gracefully; the process exits once the reply is sent. */
   close: Empty;
 }
@@ -113,7 +119,7 @@ export type Reply =
     };
 
 export type Announcement =
-  | { readonly type: 'ready'; readonly peerAddress: string }
+  | { readonly type: 'ready'; readonly peerAddress: string; readonly httpAddress: string | null }
   | { readonly type: 'failed'; readonly code: string | null; readonly message: string };
 
 export function isAnnouncement(value: unknown): value is Announcement {

@@ -1,0 +1,130 @@
+/**
+ * `pnpm test:partitions`: partition-injection scenarios against a real multi-process cluster
+ * (docs/testing.md, "The partition suite"). Prints one summary line per scenario and exits 1 if
+ * any scenario found a violation (a non-linearizable history, a lost acknowledged write,
+ * replicas that disagree, no recovery after the heal, a node that died).
+ */
+import { parseArgs } from 'node:util';
+import { FAULT_KINDS, formatSummary, isFaultKind, NETWORK_FAULTS, NetnsNetwork, PROCESS_FAULTS, runScenario, type FaultKind, type ScenarioResult, type WorkloadKind } from '@raftkv/testing/nemesis';
+
+const USAGE = `usage: pnpm test:partitions [options]
+  --time S            seconds of faults per scenario (default 60)
+  --faults LIST       comma-separated fault kinds, or all | network | process (default all)
+                      kinds: ${FAULT_KINDS.join(', ')}
+  --per-fault         one scenario per fault kind instead of one drawing from all of them
+  --workloads LIST    register, unique-writes (default both)
+  --seed N            seed of the first scenario (default: from the clock; printed)
+  --nodes N           3 or 5 (default 3)
+  --network MODE      proxy (default) or netns (root; each node in its own network namespace)
+  --consistency C     read consistency of the register workload: linearizable (default), lease, stale
+  --clients N         concurrent clients (default 10)
+  --out DIR           where histories, events and node logs go (default partition-results/<time>)
+  --quiet             no progress lines, only the summaries`;
+
+function fail(message: string): never {
+  process.stderr.write(`test:partitions: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseFaults(list: string): FaultKind[] {
+  const out = new Set<FaultKind>();
+  for (const item of list.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    if (item === 'all') FAULT_KINDS.forEach((k) => out.add(k));
+    else if (item === 'network') NETWORK_FAULTS.forEach((k) => out.add(k));
+    else if (item === 'process') PROCESS_FAULTS.forEach((k) => out.add(k));
+    else if (isFaultKind(item)) out.add(item);
+    else fail(`unknown fault ${JSON.stringify(item)}`);
+  }
+  if (out.size === 0) fail('--faults names no fault');
+  return [...out];
+}
+
+function positiveInteger(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        time: { type: 'string' },
+        faults: { type: 'string' },
+        'per-fault': { type: 'boolean' },
+        workloads: { type: 'string' },
+        seed: { type: 'string' },
+        nodes: { type: 'string' },
+        network: { type: 'string' },
+        consistency: { type: 'string' },
+        clients: { type: 'string' },
+        out: { type: 'string' },
+        quiet: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const seconds = positiveInteger('--time', values.time, 60);
+  const faults = parseFaults(values.faults ?? 'all');
+  const nodes = positiveInteger('--nodes', values.nodes, 3);
+  if (nodes !== 3 && nodes !== 5) fail('--nodes must be 3 or 5');
+  const clients = positiveInteger('--clients', values.clients, 10);
+  const seed = values.seed === undefined ? Date.now() % 1_000_000 : positiveInteger('--seed', values.seed, 1);
+  const network = values.network ?? 'proxy';
+  if (network !== 'proxy' && network !== 'netns') fail('--network must be proxy or netns');
+  if (network === 'netns') {
+    const available = await NetnsNetwork.available();
+    if (!available.ok) fail(`--network netns is not available here: ${available.reason}`);
+  }
+  const consistency = values.consistency ?? 'linearizable';
+  if (consistency !== 'linearizable' && consistency !== 'lease' && consistency !== 'stale') fail('--consistency must be linearizable, lease or stale');
+  const workloads = (values.workloads ?? 'register,unique-writes').split(',').map((s) => s.trim());
+  for (const w of workloads) if (w !== 'register' && w !== 'unique-writes') fail(`unknown workload ${JSON.stringify(w)}`);
+  const outDir = values.out ?? `partition-results/${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const quiet = values.quiet === true;
+
+  const groups: { label: string; faults: FaultKind[] }[] = values['per-fault'] === true ? faults.map((k) => ({ label: k, faults: [k] })) : [{ label: faults.length === FAULT_KINDS.length ? 'all-faults' : faults.join('+'), faults }];
+  const scenarios = workloads.flatMap((workload) => groups.map((g) => ({ workload: workload as WorkloadKind, ...g })));
+  process.stdout.write(`test:partitions: ${scenarios.length} scenario(s), ${seconds} s of faults each, ${nodes} nodes, ${network}, ${clients} clients, first seed ${seed}; output in ${outDir}\n`);
+
+  const results: ScenarioResult[] = [];
+  for (const [k, s] of scenarios.entries()) {
+    const name = `${s.workload}-${s.label}`;
+    if (!quiet) process.stdout.write(`\n== ${name} (seed ${seed + k}): ${s.faults.join(', ')}\n`);
+    const result = await runScenario({
+      name,
+      workload: s.workload,
+      faults: s.faults,
+      durationMs: seconds * 1000,
+      seed: seed + k,
+      nodes,
+      network,
+      clients,
+      consistency,
+      outDir,
+      ...(quiet ? {} : { log: (line: string) => process.stdout.write(`${line}\n`) }),
+    });
+    results.push(result);
+    process.stdout.write(`${formatSummary(result)}\n`);
+    for (const v of result.violations.slice(0, 5)) process.stdout.write(`    ${v}\n`);
+  }
+  process.stdout.write('\nsummary:\n');
+  for (const r of results) process.stdout.write(`  ${formatSummary(r)}\n`);
+  const failed = results.filter((r) => r.violations.length > 0);
+  process.stdout.write(`${results.length - failed.length} of ${results.length} scenarios passed; histories, events and node logs in ${outDir}\n`);
+  process.exitCode = failed.length === 0 ? 0 : 1;
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`test:partitions: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

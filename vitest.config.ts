@@ -7,7 +7,7 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['@raftkv/source'] } },
   resolve: { conditions: ['@raftkv/source'] },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts', 'docs/examples/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -29,7 +29,7 @@ export interface NemesisTarget {
   readonly ids: readonly NodeId[];
   readonly network: LinkControl;
   /** Absent: only network faults can run. */
-  readonly processes?: ProcessControl;
+  readonly processes?: ProcessControl | undefined;
   /** The node the others follow right now, or null when there is none (answer within about a second). */
   leader(): Promise<NodeId | null>;
 }

@@ -482,8 +482,17 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
       clearTimeout(pending.timer);
       const applied = results[k]!;
       assert(applied.index === e.index, `apply result for ${applied.index} in the place of ${e.index}`);
-      if (pending.term === e.term && applied.result !== null) pending.resolve(applied.result);
-      else pending.reject(new RaftKvError(ErrorCode.PROPOSAL_DROPPED, `leadership changed before index ${e.index} committed; the write was not applied`, { leaderHint: this.#leader }));
+      if (pending.term !== e.term) {
+        // Another entry took the index: this write is gone from every log.
+        pending.reject(new RaftKvError(ErrorCode.PROPOSAL_DROPPED, `leadership changed before index ${e.index} committed; the write was not applied`, { leaderHint: this.#leader }));
+      } else if (applied.result === null) {
+        // The state machine already held this very entry (it came with a snapshot taken past
+        // it), so the write took effect, but its result was computed elsewhere. Saying
+        // "not applied" here would be a lie a client could turn into a lost update.
+        pending.reject(new RaftKvError(ErrorCode.TIMEOUT, `the write at index ${e.index} took effect through a snapshot; its result is unknown here (read the key to see it)`));
+      } else {
+        pending.resolve(applied.result);
+      }
     }
   }
 

@@ -108,6 +108,7 @@ export class NodeChild {
   readonly #pending = new Map<number, Pending>();
   #nextRequestId = 1;
   #state: State = 'starting';
+  #endedByParent = false;
   #exit: ExitStatus | null = null;
   #startFailureCode: string | null = null;
   #stderr = '';
@@ -166,6 +167,11 @@ export class NodeChild {
     return this.#state === 'paused';
   }
 
+  /** Whether this parent sent the signal that ended the process (kill, close): an expected end. */
+  get endedByParent(): boolean {
+    return this.#endedByParent;
+  }
+
   /** How the process ended; null while it runs. */
   get exit(): ExitStatus | null {
     return this.#exit;
@@ -186,6 +192,7 @@ export class NodeChild {
     }
     if (this.#pending.size >= PENDING_REQUESTS_MAX) return Promise.reject(new Error(`node process ${this.id}: ${PENDING_REQUESTS_MAX} requests pending`));
     const id = this.#nextRequestId++;
+    if (op === 'close') this.#endedByParent = true; // the process exits once it answers
     return new Promise<OpResults[O]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
@@ -211,6 +218,7 @@ export class NodeChild {
       if (this.#state === 'paused') this.#state = 'running';
     } else {
       this.#state = 'killed';
+      this.#endedByParent = true;
     }
     this.#child.kill(signal);
   }

@@ -47,6 +47,10 @@ async function main(): Promise<void> {
     await announce({ type: 'failed', code, message });
     return exitWith(EXIT_START_FAILED, `raftkv node ${config.id} failed to start: ${code ?? 'error'}: ${message}`);
   }
+  node.on('error', (error) => {
+    const code = isRaftKvError(error) ? error.code : 'error';
+    exitWith(EXIT_NODE_FAILED, `raftkv node ${config.id} stopped: ${code}: ${error.message}`);
+  });
   // Filled in by setPeers; the server reads it at each forward.
   const httpPeers: Record<NodeId, string> = {};
   let server: FastifyInstance | null = null;
@@ -60,10 +64,6 @@ async function main(): Promise<void> {
       return exitWith(EXIT_START_FAILED, `raftkv node ${config.id} failed to start its HTTP server: ${message}`);
     }
   }
-  node.on('error', (error) => {
-    const code = isRaftKvError(error) ? error.code : 'error';
-    exitWith(EXIT_NODE_FAILED, `raftkv node ${config.id} stopped: ${code}: ${error.message}`);
-  });
   process.on('message', (value: unknown) => {
     if (!isRequest(value)) {
       exitWith(EXIT_USAGE, `node-process: not a request: ${JSON.stringify(value)}`);

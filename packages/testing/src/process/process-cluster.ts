@@ -46,6 +46,15 @@ export interface ProcessClusterOptions {
   readonly logDir?: string;
 }
 
+/** A node process that ended on its own. */
+export interface UnexpectedExit {
+  readonly id: NodeId;
+  readonly pid: number;
+  readonly exit: ExitStatus;
+  /** The end of its stderr. */
+  readonly stderr: string;
+}
+
 /** The ports every node uses inside its own namespace in 'netns' mode (each namespace has its own port space). */
 const NETNS_PORTS = { raft: 7000, http: 8000 } as const;
 
@@ -101,6 +110,7 @@ export class ProcessCluster {
   readonly #started = new Set<NodeChild>();
   readonly #addresses = new Map<NodeId, string>();
   readonly #httpAddresses = new Map<NodeId, string>();
+  readonly #unexpectedExits: UnexpectedExit[] = [];
   readonly #proxies: ProxyNetwork | null;
   readonly #netns: NetnsNetwork | null;
   #closed: Promise<void> | null = null;
@@ -135,7 +145,13 @@ export class ProcessCluster {
         : mode === 'netns'
           ? await NetnsNetwork.create({ nodes: ids, ports: NETNS_PORTS })
           : null;
-    const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'raftkv-processes-')));
+    let dataDir: string;
+    try {
+      dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'raftkv-processes-')));
+    } catch (error) {
+      await network?.close();
+      throw error;
+    }
     const cluster = new ProcessCluster(ids, dataDir, ownsDataDir, options, network);
     try {
       // All listen first, on ports the OS chooses; then every node learns where the others are.
@@ -170,6 +186,14 @@ export class ProcessCluster {
   /** The network between the nodes, for faults; null in 'direct' mode. */
   get network(): LinkControl | null {
     return this.#proxies ?? this.#netns;
+  }
+
+  /**
+   * Node processes that ended without being told to (not killed, not closed by this cluster):
+   * a crash, an assertion, a failed start. A fault test should expect none.
+   */
+  get unexpectedExits(): readonly UnexpectedExit[] {
+    return this.#unexpectedExits;
   }
 
   /** The pid of the node's latest process. */
@@ -285,14 +309,17 @@ export class ProcessCluster {
 
   /**
    * Starts a new process for a node whose process has ended, with the same data directory and
-   * the same port. Rejects with a NodeProcessError when the node does not start (see
+   * the same ports ('direct' and 'netns' modes). In 'proxy' mode peers and clients reach the node
+   * through the proxies, which follow it to fresh OS-chosen ports: its old port, free while it
+   * was down, may have become the local end of some other connection. Rejects with a NodeProcessError when the node does not start (see
    * `exitStatus(id)` and `stderr(id)`).
    */
   async restart(id: NodeId): Promise<void> {
     const previous = this.#child(id);
     if (previous.running || previous.paused) throw new Error(`restart(${id}): its process ${previous.pid} is still running; kill it first`);
     await previous.exited; // a kill in progress
-    await this.#launch(id, portOf(this.address(id)), this.#httpAddresses.has(id) ? portOf(this.httpAddress(id)) : 0);
+    if (this.#proxies !== null) await this.#launch(id, 0, 0);
+    else await this.#launch(id, portOf(this.address(id)), this.#httpAddresses.has(id) ? portOf(this.httpAddress(id)) : 0);
     await this.#publishAddresses();
   }
 
@@ -306,8 +333,10 @@ export class ProcessCluster {
     const children = [...this.#started];
     for (const child of children) child.signal('SIGKILL');
     await Promise.all(children.map((child) => child.exited));
-    await this.network?.close();
+    // The data directory goes even when the network fails to close; that failure is rethrown.
+    const network = await Promise.allSettled([this.network?.close()]);
     if (this.#ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
+    if (network[0].status === 'rejected') throw network[0].reason;
   }
 
   get #replyTimeoutMs(): number {
@@ -357,7 +386,10 @@ export class ProcessCluster {
     const child = NodeChild.spawn(config, spawnOptions);
     this.#children.set(id, child);
     this.#started.add(child);
-    void child.exited.then(() => this.#started.delete(child));
+    void child.exited.then((exit) => {
+      this.#started.delete(child);
+      if (!child.endedByParent && this.#closed === null) this.#unexpectedExits.push({ id, pid: child.pid, exit, stderr: child.stderr.slice(-2_000) });
+    });
     const ready = await child.ready;
     this.#addresses.set(id, ready.peerAddress);
     this.#proxies?.setTarget(id, 'raft', ready.peerAddress);

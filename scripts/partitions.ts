@@ -17,6 +17,8 @@ const USAGE = `usage: pnpm test:partitions [options]
   --nodes N           3 or 5 (default 3)
   --network MODE      proxy (default) or netns (root; each node in its own network namespace)
   --consistency C     read consistency of the register workload: linearizable (default), lease, stale
+                      (stale fails the checker by design; lease may fail under pause faults: a
+                      paused leader's lease is counted in ticks, which stop while it is stopped)
   --clients N         concurrent clients (default 10)
   --out DIR           where histories, events and node logs go (default partition-results/<time>)
   --quiet             no progress lines, only the summaries`;
@@ -96,7 +98,17 @@ async function main(): Promise<void> {
   const scenarios = workloads.flatMap((workload) => groups.map((g) => ({ workload: workload as WorkloadKind, ...g })));
   process.stdout.write(`test:partitions: ${scenarios.length} scenario(s), ${seconds} s of faults each, ${nodes} nodes, ${network}, ${clients} clients, first seed ${seed}; output in ${outDir}\n`);
 
+  // Ctrl-C: exit through process.exit, whose hook SIGKILLs every node process (a paused one
+  // would otherwise never see its parent go) and removes any network namespace.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`test:partitions: ${signal}: stopping the nodes; partial results in ${outDir}\n`);
+      process.exit(130);
+    });
+  }
+
   const results: ScenarioResult[] = [];
+  const crashed: string[] = [];
   for (const [k, s] of scenarios.entries()) {
     const name = `${s.workload}-${s.label}`;
     if (!quiet) process.stdout.write(`\n== ${name} (seed ${seed + k}): ${s.faults.join(', ')}\n`);
@@ -112,16 +124,23 @@ async function main(): Promise<void> {
       consistency,
       outDir,
       ...(quiet ? {} : { log: (line: string) => process.stdout.write(`${line}\n`) }),
+    }).catch((error: unknown) => {
+      // The harness itself failed (a node that would not start, a network command): report it, go on.
+      crashed.push(`FAIL ${name} [seed ${seed + k}]: the scenario could not run: ${error instanceof Error ? error.message : String(error)}`);
+      process.stdout.write(`${crashed.at(-1)}\n`);
+      return null;
     });
+    if (result === null) continue;
     results.push(result);
     process.stdout.write(`${formatSummary(result)}\n`);
     for (const v of result.violations.slice(0, 5)) process.stdout.write(`    ${v}\n`);
   }
   process.stdout.write('\nsummary:\n');
   for (const r of results) process.stdout.write(`  ${formatSummary(r)}\n`);
-  const failed = results.filter((r) => r.violations.length > 0);
-  process.stdout.write(`${results.length - failed.length} of ${results.length} scenarios passed; histories, events and node logs in ${outDir}\n`);
-  process.exitCode = failed.length === 0 ? 0 : 1;
+  for (const line of crashed) process.stdout.write(`  ${line}\n`);
+  const failed = results.filter((r) => r.violations.length > 0).length + crashed.length;
+  process.stdout.write(`${scenarios.length - failed} of ${scenarios.length} scenarios passed; histories, events and node logs in ${outDir}\n`);
+  process.exitCode = failed === 0 ? 0 : 1;
 }
 
 main().catch((error: unknown) => {

@@ -3,7 +3,7 @@ import { startCluster, type RaftKvNode } from '@raftkv/node';
 import { Role } from '@raftkv/raft';
 import { checkLinearizable, type Operation } from '@raftkv/testing';
 import { localClusterTarget, Nemesis, ProxyNetwork } from '@raftkv/testing/nemesis';
-import { expect, it } from 'vitest';
+import { expect, it, onTestFinished } from 'vitest';
 
 /** Polls until `find` returns something, for at most 10 s. */
 async function eventually<T>(what: string, find: () => T | undefined | false): Promise<T> {
@@ -17,6 +17,7 @@ async function eventually<T>(what: string, find: () => T | undefined | false): P
 it('an isolated leader loses its leadership, and no acknowledged write', async () => {
   // Every link between the nodes goes through its own proxy, which the nemesis can cut.
   const network = await ProxyNetwork.start({ nodes: ['n1', 'n2', 'n3'], channels: ['raft'] });
+  onTestFinished(() => network.close());
   const cluster = await startCluster({
     nodes: 3,
     tickMs: 20,
@@ -25,6 +26,7 @@ it('an isolated leader loses its leadership, and no acknowledged write', async (
     requestTimeoutMs: 1_000,
     peerAddress: network.router(),
   });
+  onTestFinished(() => cluster.close());
   const nemesis = new Nemesis(localClusterTarget(cluster, network), { seed: 7 });
 
   // Record what each call returned and when, for the linearizability checker.
@@ -42,26 +44,21 @@ it('an isolated leader loses its leadership, and no acknowledged write', async (
     return output;
   };
 
-  try {
-    const oldLeader = await cluster.leader();
-    await write(oldLeader, 'x', 'before');
+  const oldLeader = await cluster.leader();
+  await write(oldLeader, 'x', 'before');
 
-    await nemesis.isolate(oldLeader.id); // both directions of its links, dropped silently
-    const newLeader = await eventually('a new leader', () => cluster.nodes.find((n) => n.id !== oldLeader.id && n.role === Role.Leader));
-    await write(newLeader, 'x', 'during');
+  await nemesis.isolate(oldLeader.id); // both directions of its links, dropped silently
+  const newLeader = await eventually('a new leader', () => cluster.nodes.find((n) => n.id !== oldLeader.id && n.role === Role.Leader));
+  await write(newLeader, 'x', 'during');
 
-    // The old leader cannot confirm it still leads, so it serves no linearizable read...
-    await expect(oldLeader.get('x')).rejects.toThrow();
-    // ...but a stale read, served from its own state, shows the old value.
-    const stale = await oldLeader.get('x', { consistency: 'stale' });
-    expect(Buffer.from(stale!.value).toString('utf8')).toBe('before');
+  // The old leader cannot confirm it still leads, so it serves no linearizable read...
+  await expect(oldLeader.get('x')).rejects.toThrow();
+  // ...but a stale read, served from its own state, shows the old value.
+  const stale = await oldLeader.get('x', { consistency: 'stale' });
+  expect(Buffer.from(stale!.value).toString('utf8')).toBe('before');
 
-    await nemesis.healAll();
-    await eventually('the old leader to follow', () => oldLeader.role === Role.Follower && oldLeader.leader === newLeader.id);
-    expect(await read(oldLeader, 'x')).toBe('during');
-    expect(checkLinearizable(history).result).toBe('ok');
-  } finally {
-    await cluster.close();
-    await network.close();
-  }
+  await nemesis.healAll();
+  await eventually('the old leader to follow', () => oldLeader.role === Role.Follower && oldLeader.leader === newLeader.id);
+  expect(await read(oldLeader, 'x')).toBe('during');
+  expect(checkLinearizable(history).result).toBe('ok');
 });

@@ -144,11 +144,17 @@ export class Nemesis {
     return this.partition([id], this.#others(id), mode);
   }
 
-  /** Lifts every network fault and undoes every episode in progress (restarts, resumes). */
+  /**
+   * Undoes every episode in progress (restarts, resumes) and lifts every network fault. Goes on
+   * past a failure (a node that does not restart), heals the links anyway, then throws.
+   */
   async healAll(): Promise<void> {
-    for (const episode of [...this.#active]) await this.#stop(episode);
-    await this.target.network.healAll();
-    this.#record('heal', 'info', 'every link healed');
+    const failures: unknown[] = [];
+    for (const episode of [...this.#active]) await this.#stop(episode).catch((error: unknown) => failures.push(error));
+    await this.target.network.healAll().catch((error: unknown) => failures.push(error));
+    this.#record('heal', 'info', failures.length === 0 ? 'every link healed' : `healed with ${failures.length} failure(s)`);
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) throw new AggregateError(failures, `nemesis: ${failures.length} failures while healing`);
   }
 
   /** The current leader, polling up to `timeoutMs`; null if none. */
@@ -222,14 +228,17 @@ export class Nemesis {
           episodes += kinds.length;
           await sleep(holdMs, undefined, sleepOptions).catch(() => {});
         } finally {
-          for (const episode of running.reverse()) await this.#stop(episode);
+          // Undone in reverse order; a failed undo stays active for the healAll below.
+          for (const episode of running.reverse()) await this.#stop(episode).catch(() => {});
         }
         const quiet = Math.min(this.#between(quietMin, quietMax), Math.max(0, deadline - Date.now()));
         await sleep(quiet, undefined, sleepOptions).catch(() => {});
       }
-    } finally {
-      await this.healAll();
+    } catch (error) {
+      await this.healAll().catch(() => {}); // the first error is the one to report
+      throw error;
     }
+    await this.healAll();
     return episodes;
   }
 
@@ -296,7 +305,10 @@ export class Nemesis {
           kind,
           detail: `kill -9 ${victims.join(' ')}`,
           stop: async () => {
-            for (const id of victims) await processes.restart(id);
+            // Every victim gets its restart, even after one fails.
+            const results = await Promise.allSettled(victims.map((id) => processes.restart(id)));
+            const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+            if (failed.length > 0) throw failed.length === 1 ? failed[0] : new AggregateError(failed, `nemesis: ${failed.length} restarts failed`);
           },
         };
       }
@@ -350,6 +362,7 @@ export class Nemesis {
       }
       return flips;
     })();
+    loop.catch(() => {}); // awaited (and its failure rethrown) by the returned function
     return async () => {
       controller.abort();
       const flips = await loop;
@@ -357,9 +370,11 @@ export class Nemesis {
     };
   }
 
+  /** Undoes an episode; one whose undo fails stays active, so that healAll tries again. */
   async #stop(episode: Episode): Promise<void> {
-    if (!this.#active.delete(episode)) return;
+    if (!this.#active.has(episode)) return;
     await episode.stop();
+    this.#active.delete(episode);
     this.#record(episode.kind, 'stop', episode.detail);
   }
 

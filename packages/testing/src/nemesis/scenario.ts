@@ -114,6 +114,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     requestTimeoutMs: 2_000,
   });
   let result: ScenarioResult;
+  let register: RegisterWorkload | null = null;
+  let unique: UniqueWriteWorkload | null = null;
   try {
     const endpoints = (): HttpEndpoint[] => cluster.ids.map((id) => ({ id, address: cluster.httpAddress(id) }));
     const target = processClusterTarget(cluster);
@@ -121,8 +123,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     if ((await nemesis.waitForLeader(30_000)) === null) throw new Error('no leader elected within 30 s of the start');
 
     const common = { endpoints, clients: options.clients ?? 10, seed, requestTimeoutMs: 3_000 };
-    const register = options.workload === 'register' ? new RegisterWorkload({ ...common, consistency: options.consistency ?? 'linearizable', keys: options.keys ?? 5, opsPerKey: options.opsPerKey ?? 200 }).start() : null;
-    const unique = options.workload === 'unique-writes' ? new UniqueWriteWorkload(common).start() : null;
+    if (options.workload === 'register') register = new RegisterWorkload({ ...common, consistency: options.consistency ?? 'linearizable', keys: options.keys ?? 5, opsPerKey: options.opsPerKey ?? 200 }).start();
+    else unique = new UniqueWriteWorkload(common).start();
 
     let episodes = 0;
     if (options.faults.length > 0) {
@@ -170,6 +172,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       lostWrites = await unique.verify(CONVERGE_TIMEOUT_MS);
       for (const lost of lostWrites.lost.slice(0, 20)) violations.push(`acknowledged write lost: ${lost.key} = '${lost.expected}', read ${lost.found === null ? 'nothing' : `'${lost.found}'`}`);
       if (lostWrites.lost.length > 20) violations.push(`... and ${lostWrites.lost.length - 20} more acknowledged writes lost`);
+      for (const key of lostWrites.failedButApplied.slice(0, 20)) violations.push(`a write answered as not applied (503 or refused) is there after all: ${key}`);
       if (lostWrites.unreadable.length > 0) violations.push(`${lostWrites.unreadable.length} written keys could not be read back within ${CONVERGE_TIMEOUT_MS / 1000} s`);
       files.push(writeJson(join(dir, 'history.json'), unique.writes));
       files.push(writeJson(join(dir, 'lost-writes.json'), lostWrites));
@@ -177,6 +180,10 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     for (const id of cluster.ids) {
       const exit = cluster.isRunning(id) ? null : cluster.exitStatus(id);
       if (exit !== null) violations.push(`node ${id} is not running at the end (exit ${exit.code ?? exit.signal ?? '?'})`);
+    }
+    // A node that died on its own (and was perhaps restarted later by a fault episode).
+    for (const crash of cluster.unexpectedExits) {
+      violations.push(`node ${crash.id} (pid ${crash.pid}) exited on its own (${crash.exit.code ?? crash.exit.signal ?? '?'}): ${crash.stderr.trim().split('\n').pop() ?? ''}`);
     }
     result = {
       name: options.name,
@@ -199,6 +206,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     files.push(writeJson(join(dir, 'summary.json'), { ...result, events: undefined, summary: formatSummary(result) }));
     await Promise.all(files);
   } finally {
+    // Clients first (on a failure they would go on hammering closed ports), then the nodes.
+    await Promise.allSettled([register?.stop(), unique?.stop()]);
     await cluster.close();
   }
   return result;

@@ -14,7 +14,7 @@
  *
  * How an answer is classified (docs/testing.md): 2xx is success; 404 on a read is "absent";
  * 409 on a CAS is a failed comparison; 503 RAFTKV_NOT_LEADER / RAFTKV_PROPOSAL_DROPPED mean the
- * write was never proposed, and a refused connection means it was never sent: either way it is
+ * write was certainly not applied, and a refused connection means it was never sent: either way it is
  * left out of the history; every other failure of a write (504, a reset connection, a
  * client-side timeout) is indeterminate: it may or may not take
  * effect, at any time. A read that fails constrains nothing and is left out.
@@ -57,7 +57,7 @@ interface HttpAnswer {
   readonly code: string | null;
 }
 
-/** Error codes after which a write certainly did not take effect. */
+/** Error codes after which a write certainly did not take effect (refused before the log, or its entry lost to another). */
 const NEVER_PROPOSED: ReadonlySet<string> = new Set(['RAFTKV_NOT_LEADER', 'RAFTKV_PROPOSAL_DROPPED']);
 
 /**
@@ -92,6 +92,14 @@ function noAnswer(error: unknown): { outcome: Outcome; error: string } {
   const cause = error instanceof Error ? (error.cause as { code?: unknown } | undefined) : undefined;
   const refused = typeof cause?.code === 'string' && CONNECT_ERRORS.has(cause.code);
   return { outcome: refused ? 'fail' : 'unknown', error: describeError(error) };
+}
+
+/** A linearizable prefix scan: the items (values decoded), or a rejection on any failure. */
+async function scan(endpoint: HttpEndpoint, prefix: string, timeoutMs: number): Promise<{ key: string; value: string }[]> {
+  const answer = await call(endpoint, 'GET', `/v1/kv?prefix=${encodeURIComponent(prefix)}&consistency=linearizable`, timeoutMs);
+  if (answer.status !== 200) throw new Error(`scan ${prefix} at ${endpoint.id}: ${answer.status} ${answer.code ?? ''}`);
+  const body = JSON.parse(answer.body) as { items: { key: string; value: string; encoding: 'utf8' | 'base64' }[] };
+  return body.items.map((item) => ({ key: item.key, value: item.encoding === 'utf8' ? item.value : Buffer.from(item.value, 'base64').toString('utf8') }));
 }
 
 function describeError(error: unknown): string {
@@ -240,7 +248,8 @@ export class RegisterWorkload extends Workload {
     try {
       const answer = await call(endpoint, 'GET', `${keyPath(key)}?consistency=${this.#options.consistency}`, this.#options.requestTimeoutMs);
       const complete = this.now();
-      if (answer.status === 200 || answer.status === 404) {
+      const absent = answer.status === 404 && answer.code === 'RAFTKV_KEY_NOT_FOUND';
+      if (answer.status === 200 || absent) {
         const value = answer.status === 200 ? answer.body : null;
         seen.set(key, { value, modIndex: answer.modIndex });
         this.#record('read', { ...base, output: value, complete, outcome: 'ok' });
@@ -309,6 +318,8 @@ export interface LostWriteReport {
   /** Indeterminate writes that did take effect, of those that were indeterminate. */
   readonly unknownApplied: number;
   readonly unknown: number;
+  /** Writes answered "never proposed" (NOT_LEADER, PROPOSAL_DROPPED, refused) that are there after all. */
+  readonly failedButApplied: string[];
   /** Keys that could not be read at all before the deadline (the check is incomplete if any). */
   readonly unreadable: string[];
 }
@@ -364,45 +375,56 @@ export class UniqueWriteWorkload extends Workload {
   }
 
   /**
-   * Reads back every acknowledged (and every indeterminate) write with linearizable reads, from
-   * the nodes in turn, retrying each key until `timeoutMs` has passed.
+   * Reads back every write with linearizable prefix scans (one per client and thousand keys,
+   * through the nodes in turn, each retried until `timeoutMs` has passed, and tried at least
+   * once): every acknowledged write must be there with its value, and no write the workload
+   * counted as never proposed may be there.
    */
   async verify(timeoutMs = 30_000): Promise<LostWriteReport> {
     const deadline = Date.now() + timeoutMs;
-    const lost: { key: string; expected: string; found: string | null }[] = [];
+    const buckets = new Map<string, UniqueWriteRecord[]>();
+    for (const write of this.writes) {
+      const bucket = write.key.slice(0, -3); // keys end in a 6-digit sequence number: 1,000 per bucket
+      let list = buckets.get(bucket);
+      if (list === undefined) buckets.set(bucket, (list = []));
+      list.push(write);
+    }
+    const found = new Map<string, string>();
     const unreadable: string[] = [];
-    let unknownApplied = 0;
-    const toRead = this.writes.filter((w) => w.outcome !== 'fail');
     let turn = 0;
-    let next = 0;
+    const queue = [...buckets.keys()];
     const reader = async (): Promise<void> => {
-      while (next < toRead.length) {
-        const write = toRead[next++]!;
-        let found: { value: string | null } | null = null;
-        while (found === null && Date.now() < deadline) {
+      for (let bucket = queue.shift(); bucket !== undefined; bucket = queue.shift()) {
+        let items: { key: string; value: string }[] | null = null;
+        for (let attempt = 0; items === null && (attempt === 0 || Date.now() < deadline); attempt++) {
           const endpoints = this.#options.endpoints();
           const endpoint = endpoints[turn++ % Math.max(1, endpoints.length)];
           if (endpoint === undefined) break;
-          try {
-            const answer = await call(endpoint, 'GET', `${keyPath(write.key)}?consistency=linearizable`, this.#options.requestTimeoutMs);
-            if (answer.status === 200) found = { value: answer.body };
-            else if (answer.status === 404) found = { value: null };
-            else await sleep(50);
-          } catch {
-            await sleep(50);
-          }
+          items = await scan(endpoint, bucket, this.#options.requestTimeoutMs).catch(() => null);
+          if (items === null) await sleep(50);
         }
-        if (found === null) unreadable.push(write.key);
-        else if (write.outcome === 'ok' && found.value !== write.value) lost.push({ key: write.key, expected: write.value, found: found.value });
-        else if (write.outcome === 'unknown' && found.value === write.value) unknownApplied++;
+        if (items === null) unreadable.push(...(buckets.get(bucket) ?? []).map((w) => w.key));
+        else for (const item of items) found.set(item.key, item.value);
       }
     };
-    await Promise.all(Array.from({ length: 16 }, reader));
+    await Promise.all(Array.from({ length: 4 }, reader));
+    const unreadableKeys = new Set(unreadable);
+    const lost: { key: string; expected: string; found: string | null }[] = [];
+    const failedButApplied: string[] = [];
+    let unknownApplied = 0;
+    for (const write of this.writes) {
+      if (unreadableKeys.has(write.key)) continue;
+      const value = found.get(write.key) ?? null;
+      if (write.outcome === 'ok' && value !== write.value) lost.push({ key: write.key, expected: write.value, found: value });
+      else if (write.outcome === 'unknown' && value === write.value) unknownApplied++;
+      else if (write.outcome === 'fail' && value === write.value) failedButApplied.push(write.key);
+    }
     return {
       acknowledged: this.writes.filter((w) => w.outcome === 'ok').length,
       lost,
       unknownApplied,
       unknown: this.writes.filter((w) => w.outcome === 'unknown').length,
+      failedButApplied,
       unreadable,
     };
   }

@@ -138,11 +138,26 @@ export interface RegisterWorkloadOptions extends WorkloadCommon {
   readonly mix?: { readonly read: number; readonly write: number; readonly cas: number };
 }
 
+type CommonSettings = Required<Omit<WorkloadCommon, 'seed'>>;
+
 /** A running set of clients; `stop()` waits for each client's operation in flight. */
 abstract class Workload {
+  protected readonly common: CommonSettings;
+  protected readonly random: SeededRandom;
   readonly #startedAt = performance.now();
   #stopping = false;
   #running: Promise<void>[] = [];
+
+  constructor(options: WorkloadCommon) {
+    this.common = {
+      endpoints: options.endpoints,
+      clients: options.clients ?? 10,
+      requestTimeoutMs: options.requestTimeoutMs ?? 3_000,
+      thinkMs: options.thinkMs ?? 5,
+      keyPrefix: options.keyPrefix ?? 'nemesis',
+    };
+    this.random = new SeededRandom(options.seed ?? 1);
+  }
 
   protected get stopping(): boolean {
     return this.#stopping;
@@ -153,8 +168,10 @@ abstract class Workload {
     return Math.round((performance.now() - this.#startedAt) * 1000) / 1000;
   }
 
-  protected launch(clients: number, loop: (client: number) => Promise<void>): void {
-    this.#running = Array.from({ length: clients }, (_, client) => loop(client));
+  /** Starts the clients. */
+  start(): this {
+    this.#running = Array.from({ length: this.common.clients }, (_, client) => this.client(client));
+    return this;
   }
 
   /** Stops issuing operations and waits for those in flight (each ends by its deadline). */
@@ -162,38 +179,34 @@ abstract class Workload {
     this.#stopping = true;
     await Promise.all(this.#running);
   }
+
+  /** One client's loop, until `stopping`. */
+  protected abstract client(client: number): Promise<void>;
+
+  /** The pause between two operations of a client. */
+  protected async think(): Promise<void> {
+    if (this.common.thinkMs > 0) await sleep(this.random.nextInt(this.common.thinkMs + 1));
+  }
 }
 
 export class RegisterWorkload extends Workload {
   readonly history: RecordedOperation[] = [];
   readonly counts = { read: { ok: 0, fail: 0, unknown: 0 }, write: { ok: 0, fail: 0, unknown: 0 }, cas: { ok: 0, fail: 0, unknown: 0 } };
-  readonly #options: Required<Omit<RegisterWorkloadOptions, 'endpoints' | 'seed'>> & Pick<RegisterWorkloadOptions, 'endpoints'>;
-  readonly #random: SeededRandom;
+  readonly #options: CommonSettings & Required<Pick<RegisterWorkloadOptions, 'keys' | 'opsPerKey' | 'consistency' | 'mix'>>;
   #nextId = 0;
   /** Operations issued in the current generation of keys. */
   #generationOps = 0;
   #generation = 0;
 
   constructor(options: RegisterWorkloadOptions) {
-    super();
+    super(options);
     this.#options = {
-      endpoints: options.endpoints,
-      clients: options.clients ?? 10,
-      requestTimeoutMs: options.requestTimeoutMs ?? 3_000,
-      thinkMs: options.thinkMs ?? 5,
-      keyPrefix: options.keyPrefix ?? 'nemesis',
+      ...this.common,
       keys: options.keys ?? 5,
       opsPerKey: options.opsPerKey ?? 200,
       consistency: options.consistency ?? 'linearizable',
       mix: options.mix ?? { read: 0.5, write: 0.3, cas: 0.2 },
     };
-    this.#random = new SeededRandom(options.seed ?? 1);
-  }
-
-  /** Starts the clients. */
-  start(): this {
-    this.launch(this.#options.clients, (client) => this.#client(client));
-    return this;
   }
 
   /** The operations the checker needs: failed ones (never proposed, or unanswered reads) left out. */
@@ -214,7 +227,7 @@ export class RegisterWorkload extends Workload {
     return `${this.#options.keyPrefix}/g${generation}/k${k}`;
   }
 
-  async #client(client: number): Promise<void> {
+  protected async client(client: number): Promise<void> {
     const o = this.#options;
     /** What this client last saw of each key: the value and its modIndex (null: absent). */
     const seen = new Map<string, { value: string | null; modIndex: number | null }>();
@@ -231,13 +244,13 @@ export class RegisterWorkload extends Workload {
         this.#generation++;
         this.#generationOps = 0;
       }
-      const key = this.#key(this.#generation, this.#random.nextInt(o.keys));
-      const draw = this.#random.nextInt(1_000) / 1_000;
+      const key = this.#key(this.#generation, this.random.nextInt(o.keys));
+      const draw = this.random.nextInt(1_000) / 1_000;
       const value = `c${client}-${seq++}`;
       if (draw < o.mix.read) await this.#read(client, endpoint, key, seen);
       else if (draw < o.mix.read + o.mix.write) await this.#write(client, endpoint, key, value);
       else await this.#cas(client, endpoint, key, value, seen.get(key) ?? { value: null, modIndex: null });
-      if (o.thinkMs > 0) await sleep(this.#random.nextInt(o.thinkMs + 1));
+      await this.think();
     }
   }
 
@@ -246,7 +259,7 @@ export class RegisterWorkload extends Workload {
     const invoke = this.now();
     const base = { id, clientId: client, key, kind: 'read' as const, invoke, node: endpoint.id };
     try {
-      const answer = await call(endpoint, 'GET', `${keyPath(key)}?consistency=${this.#options.consistency}`, this.#options.requestTimeoutMs);
+      const answer = await call(endpoint, 'GET', `${keyPath(key)}?consistency=${this.#options.consistency}`, this.common.requestTimeoutMs);
       const complete = this.now();
       const absent = answer.status === 404 && answer.code === 'RAFTKV_KEY_NOT_FOUND';
       if (answer.status === 200 || absent) {
@@ -265,7 +278,7 @@ export class RegisterWorkload extends Workload {
     const id = this.#nextId++;
     const base = { id, clientId: client, key, kind: 'write' as const, value, invoke: this.now(), node: endpoint.id };
     try {
-      const answer = await call(endpoint, 'PUT', keyPath(key), this.#options.requestTimeoutMs, value);
+      const answer = await call(endpoint, 'PUT', keyPath(key), this.common.requestTimeoutMs, value);
       const complete = this.now();
       if (answer.status >= 200 && answer.status < 300) this.#record('write', { ...base, complete, outcome: 'ok' });
       else this.#record('write', { ...base, complete: null, ...failure(answer) });
@@ -280,7 +293,7 @@ export class RegisterWorkload extends Workload {
     const expectedValue = condition === 'absent' ? null : expected.value;
     const base = { id, clientId: client, key, kind: 'cas' as const, value, expected: expectedValue, invoke: this.now(), node: endpoint.id };
     try {
-      const answer = await call(endpoint, 'PUT', `${keyPath(key)}?cas=${condition}`, this.#options.requestTimeoutMs, value);
+      const answer = await call(endpoint, 'PUT', `${keyPath(key)}?cas=${condition}`, this.common.requestTimeoutMs, value);
       const complete = this.now();
       if (answer.status >= 200 && answer.status < 300) this.#record('cas', { ...base, output: true, complete, outcome: 'ok' });
       else if (answer.status === 409 && answer.code === 'RAFTKV_COMPARE_FAILED') this.#record('cas', { ...base, output: false, complete, outcome: 'ok' });
@@ -328,28 +341,8 @@ export interface LostWriteReport {
 export class UniqueWriteWorkload extends Workload {
   readonly writes: UniqueWriteRecord[] = [];
   readonly counts: OperationCounts = { ok: 0, fail: 0, unknown: 0 };
-  readonly #options: Required<Omit<WorkloadCommon, 'seed'>>;
-  readonly #random: SeededRandom;
-
-  constructor(options: WorkloadCommon) {
-    super();
-    this.#random = new SeededRandom(options.seed ?? 1);
-    this.#options = {
-      endpoints: options.endpoints,
-      clients: options.clients ?? 10,
-      requestTimeoutMs: options.requestTimeoutMs ?? 3_000,
-      thinkMs: options.thinkMs ?? 5,
-      keyPrefix: options.keyPrefix ?? 'nemesis',
-    };
-  }
-
-  start(): this {
-    this.launch(this.#options.clients, (client) => this.#client(client));
-    return this;
-  }
-
-  async #client(client: number): Promise<void> {
-    const o = this.#options;
+  protected async client(client: number): Promise<void> {
+    const o = this.common;
     let seq = 0;
     while (!this.stopping) {
       const endpoints = o.endpoints();
@@ -370,7 +363,7 @@ export class UniqueWriteWorkload extends Workload {
       }
       this.writes.push(record);
       this.counts[record.outcome]++;
-      if (o.thinkMs > 0) await sleep(this.#random.nextInt(o.thinkMs + 1));
+      await this.think();
     }
   }
 
@@ -397,10 +390,10 @@ export class UniqueWriteWorkload extends Workload {
       for (let bucket = queue.shift(); bucket !== undefined; bucket = queue.shift()) {
         let items: { key: string; value: string }[] | null = null;
         for (let attempt = 0; items === null && (attempt === 0 || Date.now() < deadline); attempt++) {
-          const endpoints = this.#options.endpoints();
+          const endpoints = this.common.endpoints();
           const endpoint = endpoints[turn++ % Math.max(1, endpoints.length)];
           if (endpoint === undefined) break;
-          items = await scan(endpoint, bucket, this.#options.requestTimeoutMs).catch(() => null);
+          items = await scan(endpoint, bucket, this.common.requestTimeoutMs).catch(() => null);
           if (items === null) await sleep(50);
         }
         if (items === null) unreadable.push(...(buckets.get(bucket) ?? []).map((w) => w.key));

@@ -183,6 +183,16 @@ abstract class Workload {
   /** One client's loop, until `stopping`. */
   protected abstract client(client: number): Promise<void>;
 
+  /** The node for a client's `turn`-th operation (the nodes in turn); null once stopping. */
+  protected async endpointFor(turn: number): Promise<HttpEndpoint | null> {
+    for (;;) {
+      if (this.#stopping) return null;
+      const endpoints = this.common.endpoints();
+      if (endpoints.length > 0) return endpoints[turn % endpoints.length]!;
+      await sleep(20);
+    }
+  }
+
   /** The pause between two operations of a client. */
   protected async think(): Promise<void> {
     if (this.common.thinkMs > 0) await sleep(this.random.nextInt(this.common.thinkMs + 1));
@@ -231,15 +241,10 @@ export class RegisterWorkload extends Workload {
     const o = this.#options;
     /** What this client last saw of each key: the value and its modIndex (null: absent). */
     const seen = new Map<string, { value: string | null; modIndex: number | null }>();
-    let turn = client;
     let seq = 0;
-    while (!this.stopping) {
-      const endpoints = o.endpoints();
-      if (endpoints.length === 0) {
-        await sleep(20);
-        continue;
-      }
-      const endpoint = endpoints[turn++ % endpoints.length]!;
+    for (let turn = client; ; turn++) {
+      const endpoint = await this.endpointFor(turn);
+      if (endpoint === null) return;
       if (++this.#generationOps > o.keys * o.opsPerKey) {
         this.#generation++;
         this.#generationOps = 0;
@@ -341,19 +346,14 @@ export interface LostWriteReport {
 export class UniqueWriteWorkload extends Workload {
   readonly writes: UniqueWriteRecord[] = [];
   readonly counts: OperationCounts = { ok: 0, fail: 0, unknown: 0 };
+
   protected async client(client: number): Promise<void> {
     const o = this.common;
-    let seq = 0;
-    while (!this.stopping) {
-      const endpoints = o.endpoints();
-      if (endpoints.length === 0) {
-        await sleep(20);
-        continue;
-      }
-      const endpoint = endpoints[(client + seq) % endpoints.length]!;
+    for (let seq = 0; ; seq++) {
+      const endpoint = await this.endpointFor(client + seq);
+      if (endpoint === null) return;
       const key = `${o.keyPrefix}/unique/c${client}/${String(seq).padStart(6, '0')}`;
       const value = `v-${client}-${seq}`;
-      seq++;
       let record: UniqueWriteRecord;
       try {
         const answer = await call(endpoint, 'PUT', keyPath(key), o.requestTimeoutMs, value);

@@ -181,7 +181,9 @@ export class Nemesis {
 
   /**
    * Injects one fault and leaves it in place; `healAll()` (or the returned stop) undoes it.
-   * `holdMs` matters only to flapping, which keeps flapping that long at most.
+   * `holdMs` matters only to flapping, which keeps flapping that long at most. Network faults
+   * are not layered: stopping one heals every link, including cuts made by `isolate` or
+   * `partition` or another episode.
    */
   async start(kind: FaultKind, holdMs = 3_000): Promise<{ stop: () => Promise<void> }> {
     const episode = await this.#begin(kind, holdMs);

@@ -169,7 +169,7 @@ export class ProcessCluster {
     return join(this.dataDir, this.#known(id));
   }
 
-  /** The node's peer address ("host:port"), fixed at its first start. */
+  /** The node's peer address ("host:port"), fixed at its first start ('proxy' mode: its latest start). */
   address(id: NodeId): string {
     const address = this.#addresses.get(this.#known(id));
     if (address === undefined) throw new Error(`node ${id} never listened`);
@@ -311,8 +311,8 @@ export class ProcessCluster {
    * Starts a new process for a node whose process has ended, with the same data directory and
    * the same ports ('direct' and 'netns' modes). In 'proxy' mode peers and clients reach the node
    * through the proxies, which follow it to fresh OS-chosen ports: its old port, free while it
-   * was down, may have become the local end of some other connection. Rejects with a NodeProcessError when the node does not start (see
-   * `exitStatus(id)` and `stderr(id)`).
+   * was down, may have become the local end of some other connection. Rejects with a
+   * NodeProcessError when the node does not start (see `exitStatus(id)` and `stderr(id)`).
    */
   async restart(id: NodeId): Promise<void> {
     const previous = this.#child(id);

@@ -38,4 +38,23 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The Ready loop runs unchanged in the simulator: time, randomness and I/O come only through
+    // the interfaces it is given, so that a seed replays a run exactly.
+    files: ['packages/node/src/replica/**/*.ts'],
+    languageOptions: { globals: { console: 'off', process: 'off', Buffer: 'off', setTimeout: 'off', clearTimeout: 'off', setImmediate: 'off', performance: 'off' } },
+    rules: {
+      'no-restricted-globals': ['error', ...impureGlobals.map((g) => ({ ...g, message: g.message.replace('packages/raft is pure', 'the Ready loop is deterministic') }))],
+      'no-restricted-properties': ['error',
+        { object: 'Math', property: 'random', message: 'the Ready loop is deterministic: take randomness from the injected source.' },
+        { object: 'globalThis', message: 'the Ready loop is deterministic: no ambient globals.' },
+      ],
+      'no-restricted-imports': ['error', { patterns: [
+        { group: ['node:*', 'fs', 'net', 'os', 'crypto', 'timers', 'child_process', 'path'], message: 'the Ready loop does its I/O through the interfaces in replica/io.ts.' },
+      ] }],
+      'no-restricted-syntax': ['error',
+        { selector: "NewExpression[callee.name='Date']", message: 'the Ready loop reads time from its Clock.' },
+      ],
+    },
+  },
 );

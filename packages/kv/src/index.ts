@@ -18,3 +18,5 @@ export type {
   SnapshotPosition,
   StagedSnapshot,
 } from './state-machine.js';
+export { MemoryKvStateMachine } from './memory.js';
+export type { MemoryImage } from './memory.js';

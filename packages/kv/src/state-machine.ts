@@ -9,15 +9,15 @@
  * - Applying is deterministic: it reads nothing but the database and the entries (no clock, no
  *   per-node configuration except the cluster-wide `sessionCountMax`), and bad command bytes give
  *   a result, never an exception, so every replica reaches the same state and answers.
- * - One mutation at a time: `apply` and `install` never overlap (the node's Ready loop runs them
- *   in order); overlapping them is a bug and fails an assertion.
+ * - One mutation at a time: `apply`, `install` and `sync` never overlap (the node's Ready loop
+ *   runs them in order); overlapping them is a bug and fails an assertion. An export may start at
+ *   any time: it waits for the mutation in progress.
  */
 import { assert, ErrorCode, isRaftKvError, RaftAssertionError, RaftKvError } from '@raftkv/raft';
 import type { Entry, LogIndex, Term } from '@raftkv/raft';
 import { isWellFormedText, validateCommand, validateKey } from './command.js';
 import type { Command } from './command.js';
-import { executeCommand, planCommand } from './execute.js';
-import type { BatchOp, PlannedCommand } from './execute.js';
+import { executeApply, planApply } from './apply-plan.js';
 import { DirectoryHome, MemoryHome, NODE_DIR_OPS } from './home.js';
 import type { DbHome, DirOps, KvDb, RecoveryAction, StagingDb } from './home.js';
 import { resolveLimits } from './limits.js';
@@ -31,19 +31,16 @@ import {
   decodeValueRecord,
   encodeAppliedRecord,
   encodeFormatRecord,
-  encodeSessionRecord,
   FORMAT_VERSION,
   META_APPLIED_KEY,
   META_FORMAT_KEY,
   prefixRange,
   SESSION_PREFIX,
-  sessionKey,
   storageCorrupt,
   userKey,
 } from './records.js';
 import type { AppliedPosition, SessionRecord, StoredValue } from './records.js';
-import { invalidResult, InvalidReason } from './result.js';
-import type { ApplyResult, CommandResult } from './result.js';
+import type { ApplyResult } from './result.js';
 import { SessionTable } from './sessions.js';
 import { exportFrames, importFrames } from './snapshot.js';
 
@@ -104,7 +101,9 @@ export class KvStateMachine {
   #applied: AppliedPosition;
   #state: MachineState = 'open';
   /** The mutation in progress, if any (see the invariants above). */
-  #mutation: 'apply' | 'install' | null = null;
+  #mutation: 'apply' | 'install' | 'sync' | null = null;
+  /** Settles when the mutation in progress does (an export waits for it). */
+  #mutationDone: Promise<unknown> = Promise.resolve();
   /** Reads wait for an install to finish rather than see the database handle change under them. */
   #installing: Promise<void> | null = null;
   /** Staged snapshots not yet installed or discarded, and the import under way (at most one in all). */
@@ -176,8 +175,10 @@ export class KvStateMachine {
     const db = this.#liveDb();
     assert(this.#mutation === null, `apply while ${String(this.#mutation)} is in progress`);
     this.#mutation = 'apply';
+    const applying = this.#applyEntries(db, entries);
+    this.#mutationDone = applying.catch(() => undefined);
     try {
-      return await this.#applyEntries(db, entries);
+      return await applying;
     } catch (error) {
       // The in-memory session table may be ahead of the database now: only a reopen is safe.
       if (!(error instanceof RaftAssertionError)) this.#state = 'failed';
@@ -188,41 +189,18 @@ export class KvStateMachine {
   }
 
   async #applyEntries(db: KvDb, entries: readonly Entry[]): Promise<ApplyResult[]> {
-    const results: ApplyResult[] = [];
-    const work: Array<{ readonly entry: Entry; readonly planned: PlannedCommand }> = [];
-    let previous: Entry | null = null;
-    for (const entry of entries) {
-      assert(previous === null || entry.index === previous.index + 1, `apply: entry ${entry.index} does not follow ${String(previous?.index)}`);
-      assert(previous === null || entry.term >= previous.term, `apply: entry ${entry.index} has a lower term than its predecessor`);
-      previous = entry;
-      if (entry.index <= this.#applied.index) {
-        results.push({ index: entry.index, result: null });
-        continue;
-      }
-      // Contiguity above makes this the only gap check needed: the first entry not yet applied.
-      assert(work.length > 0 || entry.index === this.#applied.index + 1, `apply: gap, entry ${entry.index} after applied index ${this.#applied.index}`);
-      assert(work.length > 0 || entry.term >= this.#applied.term, `apply: entry ${entry.index} has a term below the applied term`);
-      work.push({ entry, planned: planCommand(entry) });
-    }
-    const last = work[work.length - 1]?.entry;
-    if (last === undefined) return results;
-
-    const current = await this.#prefetch(db, work.map((w) => w.planned));
-    const ops: BatchOp[] = [];
-    for (const { entry, planned } of work) {
-      results.push({ index: entry.index, result: this.#execute(entry.index, planned, current, ops) });
-    }
-    const position = { index: last.index, term: last.term };
-    ops.push({ type: 'put', key: META_APPLIED_KEY, value: encodeAppliedRecord(position) });
-    await db.batch(ops, WRITE_UNSYNCED);
-    this.#applied = position;
-    assert(results.length === entries.length, 'apply: one result per entry');
-    return results;
+    const plan = planApply(entries, this.#applied);
+    if (plan.work.length === 0) return executeApply(plan, this.#applied, new Map(), this.#sessions).results.slice();
+    const current = await this.#prefetch(db, plan.keys);
+    const outcome = executeApply(plan, this.#applied, current, this.#sessions);
+    await db.batch([...outcome.ops], WRITE_UNSYNCED);
+    this.#applied = outcome.applied;
+    assert(outcome.results.length === entries.length, 'apply: one result per entry');
+    return outcome.results.slice();
   }
 
   /** Reads, in one round trip, the current record of every key the batch's commands touch. */
-  async #prefetch(db: KvDb, planned: readonly PlannedCommand[]): Promise<Map<string, StoredValue | null>> {
-    const keys = [...new Set(planned.flatMap((p) => (p === null || p.type === 'invalid' ? [] : [p.key])))];
+  async #prefetch(db: KvDb, keys: readonly string[]): Promise<Map<string, StoredValue | null>> {
     const dbKeys = keys.map(dataKey);
     const records = await db.getMany(dbKeys, VIEW);
     const current = new Map<string, StoredValue | null>();
@@ -235,20 +213,24 @@ export class KvStateMachine {
     return current;
   }
 
-  /** One entry's effect, with the client session's exactly-once rule (Raft thesis section 6.3). */
-  #execute(index: LogIndex, planned: PlannedCommand, current: Map<string, StoredValue | null>, ops: BatchOp[]): CommandResult | null {
-    if (planned === null || planned.type === 'invalid') return planned;
-    const session = planned.session;
-    if (session === undefined) return executeCommand(planned, index, current, ops);
-    const prior = this.#sessions.get(session.clientId);
-    if (prior !== undefined && session.seq < prior.seq) return invalidResult(InvalidReason.SessionSeqStale);
-    // A retry of the last command returns its stored result: the command is not executed twice.
-    const result = prior !== undefined && session.seq === prior.seq ? prior.result : executeCommand(planned, index, current, ops);
-    const record: SessionRecord = { clientId: session.clientId, seq: session.seq, index, result };
-    const evicted = this.#sessions.put(record);
-    ops.push({ type: 'put', key: sessionKey(record.clientId), value: encodeSessionRecord(record) });
-    for (const gone of evicted) ops.push({ type: 'del', key: sessionKey(gone.clientId) });
-    return result;
+  /**
+   * Makes everything applied so far durable. Applies are written without fsync (see
+   * WRITE_UNSYNCED); the node calls this before the log drops the entries that produced them, so
+   * that a power loss can never leave the state machine behind the log's first index.
+   */
+  async sync(): Promise<void> {
+    const db = this.#liveDb();
+    assert(this.#mutation === null, `sync while ${String(this.#mutation)} is in progress`);
+    this.#mutation = 'sync';
+    try {
+      // LevelDB has one write-ahead log: a synced write makes every earlier write durable too.
+      await db.put(META_APPLIED_KEY, encodeAppliedRecord(this.#applied), WRITE_SYNCED);
+    } catch (error) {
+      this.#state = 'failed';
+      throw error;
+    } finally {
+      this.#mutation = null;
+    }
   }
 
   /** The value and modification index of `key`, or null. Throws KEY_INVALID / KEY_TOO_LARGE, STORAGE_CORRUPT. */
@@ -301,13 +283,16 @@ export class KvStateMachine {
   }
 
   /**
-   * Starts a snapshot of the state at `appliedIndex`. The database snapshot is taken now,
-   * synchronously, so later applies do not show in the stream; records are read from it lazily,
-   * one chunk at a time, as the consumer pulls.
+   * Starts a snapshot of the state at `appliedIndex`. If an apply or an install is in progress,
+   * waits for it to finish first, so that the image and the position it announces always agree
+   * (a snapshot may be asked for at any moment, e.g. by a peer connection). The database snapshot
+   * is then taken synchronously, so later applies do not show in the stream; records are read
+   * from it lazily, one chunk at a time, as the consumer pulls.
    */
-  exportSnapshot(): SnapshotExport {
+  async exportSnapshot(): Promise<SnapshotExport> {
+    this.#liveDb();
+    while (this.#mutation !== null) await this.#mutationDone;
     const db = this.#liveDb();
-    assert(this.#mutation === null, `exportSnapshot while ${String(this.#mutation)} is in progress: the image would not match appliedIndex`);
     const snapshot = db.snapshot();
     const meta = { index: this.#applied.index, term: this.#applied.term };
     return { meta, chunks: exportFrames(db, snapshot, meta, this.#limits.snapshotChunkBytes, this.#home.where) };
@@ -369,6 +354,7 @@ export class KvStateMachine {
     this.#mutation = 'install';
     const done = this.#swapIn(staged, staging);
     this.#installing = done.catch(() => undefined);
+    this.#mutationDone = this.#installing;
     try {
       await done;
     } finally {

@@ -51,7 +51,7 @@ describe('corruption on disk', () => {
     expect(text((await kv.get('users/bob'))?.value ?? bytes(''))).toBe('bob-profile');
     expect(await rejectionCode(kv.scan('users/', 10))).toBe(ErrorCode.STORAGE_CORRUPT);
     // A snapshot of a corrupt state is refused at the source rather than shipped.
-    expect(await rejectionCode(collect(kv.exportSnapshot().chunks))).toBe(ErrorCode.STORAGE_CORRUPT);
+    expect(await rejectionCode(kv.exportSnapshot().then((e) => collect(e.chunks)))).toBe(ErrorCode.STORAGE_CORRUPT);
     await kv.close();
   });
 

@@ -57,7 +57,7 @@ describe('install is crash-safe on a data directory', () => {
   async function newSnapshot() {
     const source = await openMemory({ snapshotChunkBytes: 512 });
     await fill(source, 'new', 120);
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     const chunks = await collect(exported.chunks);
     const newImage = await image(source);
     await source.close();

@@ -10,7 +10,8 @@ import { encode } from '@raftkv/codec';
 import { EntryType, ErrorCode } from '@raftkv/raft';
 import type { Entry } from '@raftkv/raft';
 import { encodeCommand, InvalidReason } from '../src/index.js';
-import type { ClientSession, Command, CommandResult, KvStateMachine } from '../src/index.js';
+import { MemoryKvStateMachine } from '../src/index.js';
+import type { ApplyResult, ClientSession, Command, CommandResult, KvPair, KvValue } from '../src/index.js';
 import { memoryDb, openMemory } from './helpers.js';
 
 const KEYS = ['a', 'a/b', 'a/b/c', 'ab', 'b', 'é', '\uFFFD', '😀', 'z\u0000'];
@@ -130,7 +131,51 @@ function toCommand(step: Exclude<Step, { kind: 'noop' | 'garbage' }>, model: Mod
   }
 }
 
-async function compareReads(kv: KvStateMachine, model: Model): Promise<void> {
+/** What the model test needs of a machine: the LevelDB one and its in-memory twin both have it. */
+interface Machine {
+  apply(entries: Entry[]): Promise<ApplyResult[]>;
+  get(key: string): Promise<KvValue | null>;
+  scan(prefix: string, limit: number): Promise<KvPair[]>;
+  readonly appliedIndex: number;
+  /** A process crash: everything written survives. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function levelMachine(): Promise<Machine> {
+  const db = memoryDb();
+  const options = { sessionCountMax: SESSION_COUNT_MAX };
+  let kv = await openMemory(options, db);
+  return {
+    apply: (entries) => kv.apply(entries),
+    get: (key) => kv.get(key),
+    scan: (prefix, limit) => kv.scan(prefix, limit),
+    get appliedIndex() {
+      return kv.appliedIndex;
+    },
+    restart: async () => {
+      await kv.close();
+      kv = await openMemory(options, db);
+    },
+    close: () => kv.close(),
+  };
+}
+
+function memoryMachine(): Machine {
+  const kv = new MemoryKvStateMachine({ sessionCountMax: SESSION_COUNT_MAX });
+  return {
+    apply: async (entries) => kv.apply(entries),
+    get: async (key) => kv.get(key),
+    scan: async (prefix, limit) => kv.scan(prefix, limit),
+    get appliedIndex() {
+      return kv.appliedIndex;
+    },
+    restart: async () => kv.crash(kv.unsyncedBatchCount),
+    close: async () => undefined,
+  };
+}
+
+async function compareReads(kv: Machine, model: Model): Promise<void> {
   for (const key of KEYS) {
     const got = await kv.get(key);
     const want = model.data.get(key);
@@ -144,13 +189,14 @@ async function compareReads(kv: KvStateMachine, model: Model): Promise<void> {
   }
 }
 
-describe('KvStateMachine against a Map model', () => {
+describe.each([
+  ['KvStateMachine (memory-level)', levelMachine],
+  ['MemoryKvStateMachine', async () => memoryMachine()],
+])('%s against a Map model', (_name, open) => {
   it('gives the same results and the same reads for random command sequences', async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb, async (scenario) => {
-        const db = memoryDb();
-        const options = { sessionCountMax: SESSION_COUNT_MAX };
-        let kv = await openMemory(options, db);
+        const kv = await open();
         const model = new Model();
         let index = 0;
         let term = 1;
@@ -170,8 +216,7 @@ describe('KvStateMachine against a Map model', () => {
             expect(applied.map((a) => a.result)).toEqual(expected);
             expect(kv.appliedIndex).toBe(index);
             if (then === 'restart') {
-              await kv.close();
-              kv = await openMemory(options, db);
+              await kv.restart();
             } else if (then === 'replay') {
               const replay = await kv.apply([...lastBatch, ...batch]);
               expect(replay.every((a) => a.result === null)).toBe(true);
@@ -185,6 +230,35 @@ describe('KvStateMachine against a Map model', () => {
         }
       }),
       { numRuns: 150 },
+    );
+  });
+});
+
+describe('MemoryKvStateMachine durability', () => {
+  it('a power loss keeps the durable state and a prefix of the later batches; replaying the log rebuilds the rest', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.constantFrom(...KEYS), { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 10 }), fc.nat(), fc.nat(), (batches, syncAfter, keepSeed) => {
+        const kv = new MemoryKvStateMachine();
+        const reference = new MemoryKvStateMachine();
+        const entries: Entry[][] = [];
+        let index = 0;
+        batches.forEach((keys, b) => {
+          const batch = keys.map((key) => ({ index: ++index, term: 1, type: EntryType.Normal, data: encodeCommand({ type: 'put', key, value: new Uint8Array([index]) }) }));
+          entries.push(batch);
+          kv.apply(batch);
+          reference.apply(batch);
+          if (b === syncAfter % batches.length) kv.sync();
+        });
+        const kept = keepSeed % (kv.unsyncedBatchCount + 1);
+        const lost = kv.unsyncedBatchCount - kept;
+        kv.crash(kept);
+        // Exactly the last `lost` batches are gone: the applied index says where to resume.
+        const resumeBatch = batches.length - lost;
+        expect(kv.appliedIndex).toBe(entries.slice(0, resumeBatch).flat().length);
+        for (const batch of entries.slice(resumeBatch)) kv.apply(batch);
+        for (const key of KEYS) expect(kv.get(key)).toEqual(reference.get(key));
+      }),
+      { numRuns: 300 },
     );
   });
 });

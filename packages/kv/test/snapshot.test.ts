@@ -27,7 +27,7 @@ describe('snapshot export, import and install', () => {
     const target = await openMemory();
     await populated(target, 'old'); // state that must disappear entirely
 
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     expect(exported.meta).toEqual({ index: 33, term: 2 });
     const chunks = await collect(exported.chunks);
     expect(chunks.length).toBeGreaterThan(3); // header, several record chunks, trailer
@@ -50,7 +50,7 @@ describe('snapshot export, import and install', () => {
     const source = await openMemory();
     const log = await populated(source, 'a');
     const before = await image(source);
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     await source.apply([log.command({ type: 'put', key: 'late', value: bytes('x') }), log.command({ type: 'delete', key: 'a/2/2' })]);
     const target = await openMemory();
     await target.install(await target.importSnapshot(exported.meta, exported.chunks));
@@ -59,10 +59,27 @@ describe('snapshot export, import and install', () => {
     await target.close();
   });
 
+  it('an export asked for while an apply is in progress waits for it: the image and its position agree', async () => {
+    // A peer may ask for a snapshot at any moment; this used to fail an assertion ("exportSnapshot
+    // while apply is in progress"), which the sender reported as a failed transfer.
+    const source = await openMemory();
+    const log = await populated(source, 'e');
+    const applying = source.apply([log.command({ type: 'put', key: 'during', value: bytes('x') })]);
+    const exporting = source.exportSnapshot();
+    await applying;
+    const exported = await exporting;
+    expect(exported.meta).toEqual({ index: 34, term: 2 });
+    const target = await openMemory();
+    await target.install(await target.importSnapshot(exported.meta, exported.chunks));
+    expect(await image(target)).toEqual(await image(source));
+    await source.close();
+    await target.close();
+  });
+
   it('parses the stream whatever its chunking (7-byte pieces)', async () => {
     const source = await openMemory({ snapshotChunkBytes: 100 });
     await populated(source, 'p');
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     const whole = Buffer.concat(await collect(exported.chunks));
     const pieces = [];
     for (let offset = 0; offset < whole.byteLength; offset += 7) pieces.push(whole.subarray(offset, offset + 7));
@@ -79,7 +96,7 @@ describe('snapshot export, import and install', () => {
     const target = await openMemory();
     const log = await populated(target, 't');
     await target.apply(Array.from({ length: 10 }, () => log.noop())); // index 43
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     const staged = await target.importSnapshot(exported.meta, exported.chunks);
     await expect(target.install(staged)).rejects.toBeInstanceOf(RaftAssertionError);
     await target.discard(staged);
@@ -91,7 +108,7 @@ describe('snapshot export, import and install', () => {
   it('an empty machine exports and imports an empty image', async () => {
     const source = await openMemory();
     await source.apply([new EntryLog().noop()]);
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     const target = await openMemory();
     const staged = await target.importSnapshot(exported.meta, exported.chunks);
     expect(staged.recordCount).toBe(0);
@@ -106,7 +123,7 @@ describe('a bad snapshot stream is refused and the old state stays whole', () =>
   async function setup() {
     const source = await openMemory({ snapshotChunkBytes: 200 });
     await populated(source, 'new');
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     const chunks = await collect(exported.chunks);
     const target = await openMemory();
     await populated(target, 'old');
@@ -148,7 +165,7 @@ describe('a bad snapshot stream is refused and the old state stays whole', () =>
     // A leader streams its state machine as it is now, past the index its Raft snapshot names.
     const source = await openMemory();
     await populated(source, 'src');
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     expect(exported.meta).toEqual({ index: 33, term: 2 });
     const chunks = await collect(exported.chunks);
     const target = await openMemory();
@@ -186,7 +203,7 @@ describe('snapshots on disk', () => {
   it('a failed import leaves no staging directory behind', async () => {
     const source = await openMemory();
     await populated(source, 's');
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     const whole = Buffer.concat(await collect(exported.chunks));
     const dir = await tempDir();
     const target = await openKvStateMachine(dir);
@@ -215,7 +232,7 @@ describe('snapshots on disk', () => {
     }
     const target = await openKvStateMachine(targetDir, { scanCountMax: keyCount });
     const heapBefore = process.memoryUsage().heapUsed;
-    const exported = source.exportSnapshot();
+    const exported = await source.exportSnapshot();
     let chunkCount = 0;
     let chunkBytesMax = 0;
     async function* counted(): AsyncGenerator<Uint8Array> {

@@ -293,7 +293,7 @@ describe('the applied index', () => {
     await kv.close();
     expect(await rejectionCode(kv.get('k'))).toBe(ErrorCode.STORAGE_CLOSED);
     expect(await rejectionCode(kv.apply([new EntryLog().noop()]))).toBe(ErrorCode.STORAGE_CLOSED);
-    expect(thrownCode(() => kv.exportSnapshot())).toBe(ErrorCode.STORAGE_CLOSED);
+    expect(await rejectionCode(kv.exportSnapshot())).toBe(ErrorCode.STORAGE_CLOSED);
   });
 
   it('refuses a database that is not a raftkv state machine', async () => {

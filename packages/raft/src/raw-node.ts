@@ -103,6 +103,14 @@ export class RawNode {
     return { index, term, confState: this.#raft.confState() };
   }
 
+  /**
+   * The snapshot from the leader that the core accepted and that `advance()` has not yet
+   * acknowledged: the caller stepped a MsgSnap and asks whether the core took it.
+   */
+  pendingSnapshot(): SnapshotMeta | null {
+    return this.#raft.log.unstable.snapshot?.meta ?? null;
+  }
+
   hasReady(): boolean {
     if (this.#inFlight !== null) return false;
     const r = this.#raft;

@@ -1,4 +1,4 @@
-import type { Message, NodeId, SnapshotMeta } from '@raftkv/raft';
+import type { Message, MsgSnap, NodeId, SnapshotMeta } from '@raftkv/raft';
 
 /**
  * Where a snapshot's bytes come from and go to. The transport never holds a whole snapshot in
@@ -11,9 +11,11 @@ export interface SnapshotStreams {
    * Receiver side: consume the chunks into a fresh place; resolve when complete and durable,
    * reject on any failure. The iterable throws a `SNAPSHOT_TRANSFER_FAILED` RaftKvError when the
    * stream breaks off or does not verify; `receive` must then reject and discard what it wrote.
-   * `receive` must consume the chunks to the end before it resolves.
+   * `receive` must consume the chunks to the end before it resolves. `message` is the MsgSnap
+   * the stream belongs to (its `snapshot.data` is empty); it is never handed to `onMessage`:
+   * the receiver steps it into its core itself, once the image is in place.
    */
-  receive(from: NodeId, meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+  receive(message: MsgSnap, chunks: AsyncIterable<Uint8Array>): Promise<void>;
 }
 
 /**
@@ -21,7 +23,7 @@ export interface SnapshotStreams {
  * `send`. An exception thrown by a handler is a bug of the caller and is not caught.
  */
 export interface TransportHandlers {
-  /** A message arrived (for MsgSnap: only after `snapshots.receive` resolved; the message's snapshot.data is empty). */
+  /** A message arrived. Never a MsgSnap: those go to `snapshots.receive` with their stream. */
   onMessage(message: Message): void;
   /** Outcome of sending a MsgSnap to a peer (the node calls RawNode.reportSnapshot). */
   onSnapshotStatus(to: NodeId, ok: boolean): void;

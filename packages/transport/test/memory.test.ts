@@ -170,7 +170,7 @@ describe('MemoryNetwork fault injection', () => {
         }
       };
       let failure: unknown = null;
-      b!.streams.receiveImpl = async (_from, _meta, chunks) => {
+      b!.streams.receiveImpl = async (_message, chunks) => {
         try {
           for await (const _chunk of chunks);
         } catch (error) {

@@ -15,7 +15,7 @@ export interface ContractHandlers {
 
 export interface ContractSnapshotStreams {
   open(meta: SnapshotMeta): AsyncIterable<Uint8Array>;
-  receive(from: NodeId, meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+  receive(message: MsgSnap, chunks: AsyncIterable<Uint8Array>): Promise<void>;
 }
 
 export interface ContractTransport {
@@ -132,7 +132,7 @@ export class ScriptedSnapshotStreams implements ContractSnapshotStreams {
   openImpl: (meta: SnapshotMeta) => AsyncIterable<Uint8Array> = () => {
     throw new Error('no snapshot to open in this test');
   };
-  receiveImpl: (from: NodeId, meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>) => Promise<void> = async (_from, _meta, chunks) => {
+  receiveImpl: (message: MsgSnap, chunks: AsyncIterable<Uint8Array>) => Promise<void> = async (_message, chunks) => {
     for await (const _chunk of chunks);
   };
 
@@ -140,8 +140,12 @@ export class ScriptedSnapshotStreams implements ContractSnapshotStreams {
     return this.openImpl(meta);
   }
 
-  receive(from: NodeId, meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    return this.receiveImpl(from, meta, chunks);
+  /** The MsgSnap of every stream whose `receive` resolved, in order. */
+  readonly received: MsgSnap[] = [];
+
+  async receive(message: MsgSnap, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    await this.receiveImpl(message, chunks);
+    this.received.push(message);
   }
 }
 
@@ -219,7 +223,7 @@ export function runTransportContract(name: string, makePair: MakeTransportPair):
         expect(outOfPlace, 'the first message out of place').toBe(-1);
       }));
 
-    it('streams a multi-megabyte snapshot; MsgSnap arrives only after receive() resolved', () =>
+    it('streams a multi-megabyte snapshot into receive() with its MsgSnap; onMessage never sees a MsgSnap', () =>
       withPair(async ({ a, b, ra, rb, sa, sb }) => {
         const totalBytes = 6 * 1024 * 1024 + 12_345;
         const opened: SnapshotMeta[] = [];
@@ -228,37 +232,35 @@ export function runTransportContract(name: string, makePair: MakeTransportPair):
           return lazySnapshot(totalBytes, 256 * 1024 + 3);
         };
         let received = 0;
-        let receiveResolved = false;
-        let deliveredBeforeResolve = false;
-        sb.receiveImpl = async (from, meta, chunks) => {
-          expect(from).toBe(a.id);
-          expect(meta.index).toBe(42);
+        const receivedMessages: MsgSnap[] = [];
+        sb.receiveImpl = async (message, chunks) => {
+          receivedMessages.push(message);
           for await (const chunk of chunks) {
             for (let k = 0; k < chunk.length; k++) {
               if (chunk[k] !== snapshotByte(received + k)) throw new Error(`snapshot byte ${received + k} differs`);
             }
             received += chunk.length;
           }
-          if (rb.messages.some((m) => m.type === 'MsgSnap')) deliveredBeforeResolve = true;
-          receiveResolved = true;
         };
         a.send(msgSnap(a.id, b.id, 42));
         await ra.until(() => ra.snapshotStatus.length > 0);
         expect(ra.snapshotStatus).toEqual([{ to: b.id, ok: true }]);
-        await rb.until(() => rb.messages.some((m) => m.type === 'MsgSnap'));
-        expect(deliveredBeforeResolve).toBe(false);
-        expect(receiveResolved).toBe(true);
         expect(received).toBe(totalBytes);
         expect(opened.map((m) => m.index)).toEqual([42]);
-        const snap = rb.messages.find((m) => m.type === 'MsgSnap');
-        expect(snap?.type === 'MsgSnap' && snap.snapshot.data.byteLength).toBe(0);
+        expect(receivedMessages.length).toBe(1);
+        const snap = receivedMessages[0]!;
+        expect(snap.snapshot.data.byteLength).toBe(0);
         expect(plain(snap)).toEqual(plain({ ...msgSnap(a.id, b.id, 42), snapshot: { ...msgSnap(a.id, b.id, 42).snapshot, data: new Uint8Array(0) } }));
+        // The link still carries messages, and none of them is the MsgSnap.
+        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 6, commit: 0, readRound: 1 });
+        await rb.until(() => rb.messages.length > 0);
+        expect(rb.messages.map((m) => m.type)).toEqual(['MsgHeartbeat']);
       }));
 
     it('reports a failed snapshot when receive() rejects, and delivers no MsgSnap', () =>
       withPair(async ({ a, b, ra, rb, sa, sb }) => {
         sa.openImpl = () => lazySnapshot(3 * 1024 * 1024, 64 * 1024);
-        sb.receiveImpl = async (_from, _meta, chunks) => {
+        sb.receiveImpl = async (_message, chunks) => {
           let count = 0;
           for await (const _chunk of chunks) if (++count === 3) throw new Error('disk full (injected)');
         };

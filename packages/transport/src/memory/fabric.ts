@@ -13,6 +13,8 @@ export interface Endpoint {
   snapshots(): SnapshotStreams | null;
   /** An incoming snapshot stream failed (receive rejected, or the stream broke off). */
   snapshotRejected(): void;
+  /** An incoming snapshot stream was received whole (receive resolved). */
+  snapshotReceived(): void;
 }
 
 /** What happened to one message at send time. */

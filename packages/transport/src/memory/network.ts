@@ -217,7 +217,7 @@ export class MemoryNetwork {
       finished = true;
     }
     try {
-      await receiver.receive(from, meta, chunks());
+      await receiver.receive({ ...message, snapshot: { meta, data: EMPTY } }, chunks());
     } catch {
       target.snapshotRejected();
       return false;
@@ -227,7 +227,7 @@ export class MemoryNetwork {
       return false;
     }
     if (!healthy()) return false;
-    target.deliver({ ...message, snapshot: { meta, data: EMPTY } });
+    target.snapshotReceived();
     return true;
   }
 }

@@ -43,6 +43,7 @@ export class MemoryTransport implements Transport {
       rejectFrame: (error) => this.#rejectFrame(error),
       snapshots: () => this.#snapshots,
       snapshotRejected: () => this.#snapshotsRejected++,
+      snapshotReceived: () => this.#snapshotsReceived++,
     };
     fabric.attach(this.#endpoint);
   }
@@ -131,7 +132,6 @@ export class MemoryTransport implements Transport {
   }
 
   #deliver(message: Message): void {
-    if (message.type === 'MsgSnap') this.#snapshotsReceived++;
     this.#received++;
     this.#handlers?.onMessage(message);
   }

@@ -105,6 +105,8 @@ export class InboundConnection implements InboundHandle {
   #onMessage(message: Message): void {
     if (message.from !== this.peer) invalid('message.from', `${this.peer} (the handshaken sender)`);
     if (message.to !== this.#ctx.id) invalid('message.to', this.#ctx.id);
+    // A snapshot travels on a stream of its own, with its image; on the messages stream it is forged.
+    if (message.type === 'MsgSnap') invalid('message.type', 'no MsgSnap on the messages stream (snapshots have their own stream)');
     const handlers = this.#ctx.handlers();
     if (handlers === null) return;
     this.#ctx.counters.received++;

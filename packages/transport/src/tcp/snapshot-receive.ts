@@ -12,9 +12,9 @@ const EMPTY = new Uint8Array(0);
 /**
  * The receiving side of one snapshot stream (see SnapshotSender for the protocol). Chunks are
  * piped into `snapshots.receive` as they arrive, with back-pressure; the trailer is checked
- * (chunk count, byte count, CRC-32) before the consumer sees the end of the stream. Only when
- * `receive` resolved after consuming a verified stream is the MsgSnap handed to `onMessage`,
- * and then snap-ack is sent. Any failure: snap-nack (when the connection is still up), no MsgSnap.
+ * (chunk count, byte count, CRC-32) before the consumer sees the end of the stream. `receive` gets
+ * the MsgSnap with its stream and hands it to its core itself; when it resolved after consuming a
+ * verified stream, snap-ack is sent. Any failure: snap-nack (when the connection is still up), no MsgSnap.
  */
 export class SnapshotReceiver {
   readonly #ctx: TcpContext;
@@ -93,12 +93,11 @@ export class SnapshotReceiver {
     this.#channel = channel;
     let release = (): void => {};
     const done = new Promise<void>((resolve) => (release = resolve));
-    const meta = message.snapshot.meta;
     this.#ctx
       .takeSnapshotTurn(this.#peer, done)
       .then(() => {
         if (this.#ctx.handlers() === null) throw failed(`snapshot from ${this.#peer}: transport closed`);
-        return snapshots.receive(this.#peer, meta, channel);
+        return snapshots.receive(this.#message!, channel);
       })
       .then(
         () => this.#received(channel),
@@ -115,8 +114,6 @@ export class SnapshotReceiver {
     const { meta } = message.snapshot;
     this.#ctx.counters.snapshotsReceived++;
     this.#ctx.log.info({ peer: this.#peer, index: meta.index, term: meta.term, chunkCount: this.#chunkCount, byteCount: this.#byteCount }, TransportLog.snapshotReceived);
-    this.#ctx.counters.received++;
-    handlers.onMessage(message);
     if (!this.#socket.destroyed) this.#socket.end(encodeFrame({ t: 'snap-ack', index: meta.index }, this.#ctx.options.frameBytesMax));
   }
 

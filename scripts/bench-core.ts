@@ -1,97 +1,89 @@
 /**
- * Throughput of the consensus core alone (in the spirit of etcd-io/raft's
- * BenchmarkProposal3Nodes): three RawNodes in one process, MemoryStorage as "persistence",
- * messages delivered through an in-memory queue, no faults, no timers. A leader is elected,
- * then proposals of 100-byte payloads are made in batches: `batch` proposals, then one round
- * of Ready handling on every node followed by delivery of every queued message.
+ * Throughput of the consensus core and the Ready loop, without disks or sockets (in the spirit
+ * of etcd-io/raft's BenchmarkProposal3Nodes): three replicas (the node's own Ready loop) in one
+ * process over the in-memory log and state machine, messages and I/O completions delivered
+ * through in-memory queues, no faults, no timers. A leader is elected, then puts of 100-byte
+ * values are proposed in batches: `batch` proposals, then everything queued is run until quiet.
  *
- * An entry counts as committed only when the leader's Ready hands it out in
- * `committedEntries`. Storage is compacted every 10k applied entries so memory stays bounded.
+ * An entry counts as committed when the leader's replica has applied it and answered its
+ * proposal. The replicas compact every 10k applied entries, so memory stays bounded.
  *
  *   tsx --conditions=@raftkv/source scripts/bench-core.ts [--entries 200000] [--sizes 1,16,256] [--warmup N]
  */
 import { parseArgs } from 'node:util';
-import { MemoryStorage, RawNode, Role, SeededRandom, type ConfState, type Message, type NodeId } from '../packages/raft/src/index.js';
+import { encodeCommand, type MemoryImage } from '@raftkv/kv';
+import { MemoryReplicaLog, MemoryReplicaStateMachine, Replica, type IoScheduler, type ReplicaLogger } from '@raftkv/node';
+import { Role, SeededRandom, type Message, type NodeId } from '@raftkv/raft';
 
 const PAYLOAD_BYTES = 100;
 const COMPACT_EVERY = 10_000;
 /** Entries kept behind a compaction so that a follower a little behind needs no snapshot. */
 const COMPACT_KEEP = 1_000;
-
-interface BenchNode {
-  readonly id: NodeId;
-  readonly raw: RawNode;
-  readonly storage: MemoryStorage;
-  /** Last index applied (handed out in committedEntries, or installed by snapshot). */
-  applied: number;
-  /** Proposals (non-empty entries) handed out in committedEntries. */
-  appliedProposals: number;
-  compactedTo: number;
-}
+const SILENT: ReplicaLogger = { info: () => undefined, warn: () => undefined, fatal: () => undefined };
 
 class Cluster {
-  readonly nodes = new Map<NodeId, BenchNode>();
-  #queue: Message[] = [];
+  readonly replicas = new Map<NodeId, Replica<MemoryImage>>();
+  readonly stateMachines = new Map<NodeId, MemoryReplicaStateMachine>();
+  #messages: Message[] = [];
+  #completions: (() => void)[] = [];
   messagesDelivered = 0;
   snapshotsSent = 0;
 
   constructor(ids: readonly NodeId[], seed: number) {
-    const conf: ConfState = { voters: [...ids], learners: [] };
     const random = new SeededRandom(seed);
+    const schedule: IoScheduler = (_operation, complete) => this.#completions.push(complete);
     for (const id of ids) {
-      const storage = new MemoryStorage(conf);
-      const raw = new RawNode({ id, storage, random: random.fork() });
-      this.nodes.set(id, { id, raw, storage, applied: 0, appliedProposals: 0, compactedTo: 0 });
+      const sm = new MemoryReplicaStateMachine({}, schedule);
+      const io = {
+        log: new MemoryReplicaLog({ voters: [...ids], learners: [] }, schedule),
+        stateMachine: sm,
+        transport: { send: (m: Message) => this.#messages.push(m) },
+        clock: { nowMs: () => 0 }, // time stands still: no elections but the one asked for
+      };
+      const options = {
+        id,
+        tickMs: 100,
+        electionTimeoutTicks: 10,
+        heartbeatIntervalTicks: 1,
+        snapshotEveryEntries: COMPACT_EVERY + COMPACT_KEEP,
+        snapshotCatchupEntries: COMPACT_KEEP,
+        requestTimeoutMs: 1_000_000,
+        pendingRequestsMax: 1_000_000,
+        random: random.fork(),
+        logger: SILENT,
+      };
+      Replica.start(options, io, (error, replica) => {
+        if (error !== null || replica === null) throw error ?? new Error('no replica');
+        this.replicas.set(id, replica);
+        this.stateMachines.set(id, sm);
+      });
     }
   }
 
-  node(id: NodeId): BenchNode {
-    const n = this.nodes.get(id);
-    if (n === undefined) throw new Error(`unknown node ${id}`);
-    return n;
+  replica(id: NodeId): Replica<MemoryImage> {
+    const r = this.replicas.get(id);
+    if (r === undefined) throw new Error(`unknown node ${id}`);
+    return r;
   }
 
-  /** Carries out one Ready of `n` following the persistence contract (types.ts, `Ready`). */
-  #handleReady(n: BenchNode): void {
-    const rd = n.raw.ready();
-    for (const m of rd.messages) this.#queue.push(m);
-    if (rd.snapshot !== null) n.storage.applySnapshot(rd.snapshot);
-    if (rd.entries.length > 0) n.storage.append(rd.entries);
-    if (rd.hardState !== null) n.storage.setHardState(rd.hardState);
-    for (const m of rd.messagesAfterPersist) this.#queue.push(m);
-    if (rd.snapshot !== null) n.applied = rd.snapshot.meta.index;
-    for (const e of rd.committedEntries) {
-      n.applied = e.index;
-      if (e.data.byteLength > 0) n.appliedProposals++;
-    }
-    n.raw.advance();
-    if (n.applied - n.compactedTo >= COMPACT_EVERY + COMPACT_KEEP) {
-      const index = n.applied - COMPACT_KEEP;
-      n.storage.compact(n.raw.snapshotMeta(index), new Uint8Array(0));
-      n.compactedTo = index;
-    }
-  }
-
-  /** One Ready per node that has one, then delivery of everything queued. Returns whether anything happened. */
+  /** Runs every queued I/O completion and message delivery once. Returns whether there were any. */
   round(): boolean {
-    let busy = false;
-    for (const n of this.nodes.values()) {
-      if (n.raw.hasReady()) {
-        this.#handleReady(n);
-        busy = true;
-      }
-    }
-    const queue = this.#queue;
-    this.#queue = [];
-    for (const m of queue) {
-      this.node(m.to).raw.step(m);
+    const completions = this.#completions;
+    this.#completions = [];
+    for (const complete of completions) complete();
+    const messages = this.#messages;
+    this.#messages = [];
+    for (const m of messages) {
       if (m.type === 'MsgSnap') {
         this.snapshotsSent++;
-        this.node(m.from).raw.reportSnapshot(m.to, true);
+        const from = this.replica(m.from);
+        this.replica(m.to).receiveSnapshot(m, from.snapshotImage(), (error) => from.snapshotSent(m.to, error === null));
+      } else {
+        this.replica(m.to).step(m);
       }
     }
-    this.messagesDelivered += queue.length;
-    return busy || queue.length > 0;
+    this.messagesDelivered += messages.length;
+    return completions.length > 0 || messages.length > 0;
   }
 
   /** Rounds until nothing is left to do. */
@@ -109,49 +101,50 @@ interface Result {
   messagesPerEntry: number;
 }
 
-/** Proposes `count` entries in batches of `batch` and waits until the leader has handed them all out as committed. */
-function drive(cluster: Cluster, leader: BenchNode, batch: number, count: number): void {
-  const target = leader.appliedProposals + count;
+/** Proposes `count` puts in batches of `batch` and waits until the leader has answered them all. */
+function drive(cluster: Cluster, leader: Replica<MemoryImage>, batch: number, count: number): number {
   let proposed = 0;
+  let answered = 0;
+  const done = (error: Error | null): void => {
+    if (error !== null) throw error;
+    answered++;
+  };
+  const value = new Uint8Array(PAYLOAD_BYTES);
   while (proposed < count) {
     const k = Math.min(batch, count - proposed);
     for (let j = 0; j < k; j++) {
-      const data = new Uint8Array(PAYLOAD_BYTES);
-      data[0] = proposed & 0xff;
-      leader.raw.propose(data);
+      leader.propose(encodeCommand({ type: 'put', key: `k${proposed % 10_000}`, value }), done);
       proposed++;
     }
     cluster.round();
   }
-  while (leader.appliedProposals < target) {
-    if (!cluster.round()) throw new Error(`stalled at ${leader.appliedProposals}/${target} committed`);
+  while (answered < count) {
+    if (!cluster.round()) throw new Error(`stalled at ${answered}/${count} answered`);
   }
+  return answered;
 }
 
 function runSize(batch: number, entries: number, warmup: number): Result {
   const cluster = new Cluster(['n1', 'n2', 'n3'], 42 + batch);
-  const leader = cluster.node('n1');
-  leader.raw.campaign();
+  const leader = cluster.replica('n1');
+  leader.campaign();
   cluster.settle();
-  if (leader.raw.status().role !== Role.Leader) throw new Error('n1 did not become leader');
+  if (leader.role !== Role.Leader) throw new Error('n1 did not become leader');
 
   drive(cluster, leader, batch, warmup);
   cluster.settle();
 
-  const before = leader.appliedProposals;
   const messagesBefore = cluster.messagesDelivered;
   const t0 = performance.now();
-  drive(cluster, leader, batch, entries);
+  const committed = drive(cluster, leader, batch, entries);
   const seconds = (performance.now() - t0) / 1000;
-  const committed = leader.appliedProposals - before;
   const messages = cluster.messagesDelivered - messagesBefore;
 
   // Honesty checks: every node applied the same log, and nothing needed a snapshot.
   cluster.settle();
-  const total = warmup + entries;
-  for (const n of cluster.nodes.values()) {
-    if (n.appliedProposals !== total) throw new Error(`${n.id} applied ${n.appliedProposals} proposals, expected ${total}`);
-    if (n.applied !== leader.applied) throw new Error(`${n.id} applied up to ${n.applied}, leader ${leader.applied}`);
+  const applied = cluster.stateMachines.get('n1')!.appliedIndex;
+  for (const [id, sm] of cluster.stateMachines) {
+    if (sm.appliedIndex !== applied) throw new Error(`${id} applied up to ${sm.appliedIndex}, leader ${applied}`);
   }
   if (cluster.snapshotsSent > 0) console.warn(`note: ${cluster.snapshotsSent} snapshot(s) were sent at batch ${batch}`);
   return { batch, entries: committed, seconds, heapMB: process.memoryUsage().heapUsed / 2 ** 20, messagesPerEntry: messages / committed };
@@ -176,8 +169,8 @@ function main(): void {
   const sizes = values.sizes.split(',').map((s) => parsePositiveInt(s.trim(), '--sizes'));
   const warmup = values.warmup === undefined ? Math.max(1_000, Math.floor(entries / 10)) : parsePositiveInt(values.warmup, '--warmup');
 
-  console.log(`raftkv core: 3 RawNodes in one process, MemoryStorage, in-memory delivery, no faults`);
-  console.log(`${entries} entries of ${PAYLOAD_BYTES} bytes per batch size after ${warmup} warm-up entries; compaction every ${COMPACT_EVERY}; node ${process.version}`);
+  console.log(`raftkv core and Ready loop: 3 replicas in one process, in-memory log and state machine, in-memory delivery, no faults`);
+  console.log(`${entries} puts of ${PAYLOAD_BYTES} bytes per batch size after ${warmup} warm-up puts; compaction every ${COMPACT_EVERY}; node ${process.version}`);
   console.log('');
   const header = ['batch', 'entries', 'seconds', 'entries/s', 'msgs/entry', 'heap MB'];
   const rows: string[][] = [];

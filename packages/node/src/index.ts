@@ -6,6 +6,6 @@ export { NODE_DEFAULTS, parseAddress, resolveNodeOptions } from './options.js';
 export type { NodeOptions, NodeSettings } from './options.js';
 export { Replica, reconcile } from './replica/replica.js';
 export type { ReadConsistency, ReplicaIO, ReplicaOptions, ReplicaStatus } from './replica/replica.js';
-export type { Clock, Done, LogWrite, ReplicaEvents, ReplicaInbox, ReplicaLog, ReplicaStateMachine, ReplicaTransport } from './replica/io.js';
+export type { Clock, Done, LogWrite, ReplicaEvents, ReplicaInbox, ReplicaLog, ReplicaLogger, ReplicaStateMachine, ReplicaTransport } from './replica/io.js';
 export { MemoryReplicaLog, MemoryReplicaStateMachine, NEXT_TURN } from './io/memory.js';
 export type { IoOperation, IoScheduler } from './io/memory.js';

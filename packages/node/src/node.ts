@@ -99,11 +99,7 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
     let node: RaftKvNode | null = null;
     try {
       kv = await openKvStateMachine(join(settings.dataDir, 'kv'), settings.kvLimits ?? {});
-      const listen = settings.listen ?? parseAddress(settings.peers[settings.id]!);
-      const peers = new Map(Object.entries(settings.peers).filter(([id]) => id !== settings.id));
-      const transport =
-        settings.transport ??
-        new TcpTransport({ id: settings.id, clusterId: settings.clusterId, listen, peers, logger: log.child({ component: 'transport' }) });
+      const transport = settings.transport ?? tcpTransport(settings, log);
       const events: ReplicaEvents = {
         onRoleChange: (change) => {
           if (node !== null) node.#onRoleChange(change);
@@ -275,6 +271,12 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
     // An 'error' event without a listener would throw here, inside the loop.
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
+}
+
+function tcpTransport(settings: NodeSettings, log: Logger): TcpTransport {
+  const listen = settings.listen ?? parseAddress(settings.peers[settings.id]!);
+  const peers = new Map(Object.entries(settings.peers).filter(([id]) => id !== settings.id));
+  return new TcpTransport({ id: settings.id, clusterId: settings.clusterId, listen, peers, logger: log.child({ component: 'transport' }) });
 }
 
 function replicaOptions(settings: NodeSettings, logger: Logger): ReplicaOptions {

@@ -73,9 +73,14 @@ export class MemoryReplicaLog implements ReplicaLog {
     return this.#live.snapshot();
   }
 
-  /** Writes that a power loss now could take (completed or not). */
-  get undurableWriteCount(): number {
-    return this.#written.length + this.#inFlight.length;
+  /** Completed writes that are not durable yet (a process crash keeps them; a power loss may not). */
+  get writtenCount(): number {
+    return this.#written.length;
+  }
+
+  /** Started writes that have not completed (a crash may keep or lose each, in order). */
+  get inFlightCount(): number {
+    return this.#inFlight.length;
   }
 
   persist(write: LogWrite, done: Done): void {
@@ -92,7 +97,11 @@ export class MemoryReplicaLog implements ReplicaLog {
     this.#start((s) => s.compact(meta, EMPTY), true, 'compact', done);
   }
 
-  /** A power loss: the durable state plus the first `kept` writes after it survive. */
+  /**
+   * A crash: the durable state plus the first `kept` writes after it (completed ones first, then
+   * those in flight) survive. A process crash keeps at least the completed ones (they reached
+   * the operating system); a power loss may keep any prefix.
+   */
   crash(kept: number): void {
     const pending = [...this.#written, ...this.#inFlight];
     assert(Number.isInteger(kept) && kept >= 0 && kept <= pending.length, `crash keeps ${kept} of ${pending.length} writes`);

@@ -73,6 +73,13 @@ export interface Clock {
   nowMs(): number;
 }
 
+/** The subset of a pino logger the replica uses: fixed message strings, fields first. */
+export interface ReplicaLogger {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  fatal(fields: Record<string, unknown>, message: string): void;
+}
+
 /** What the replica reports to its owner. Called synchronously from inside the replica. */
 export interface ReplicaEvents {
   /** The role or the known leader changed. */

@@ -28,6 +28,7 @@ import {
   RaftKvError,
   RawNode,
   type Role,
+  type BasicStatus,
   type Entry,
   type LogIndex,
   type Message,
@@ -40,9 +41,8 @@ import {
   type Status,
   type Term,
 } from '@raftkv/raft';
-import type { Logger } from 'pino';
 import type { CommandResult } from '@raftkv/kv';
-import type { Clock, Done, ReplicaEvents, ReplicaInbox, ReplicaLog, ReplicaStateMachine, ReplicaTransport } from './io.js';
+import type { Clock, Done, ReplicaEvents, ReplicaInbox, ReplicaLog, ReplicaLogger, ReplicaStateMachine, ReplicaTransport } from './io.js';
 import { Requests, settle, type ReadRequest, type Request, type WriteRequest } from './requests.js';
 
 export type ReadConsistency = 'linearizable' | 'lease';
@@ -63,7 +63,7 @@ export interface ReplicaOptions {
   readonly pendingRequestsMax: number;
   /** Election jitter, and the nonce that makes this incarnation's read contexts unique. */
   readonly random: RandomSource;
-  readonly logger: Logger;
+  readonly logger: ReplicaLogger;
   /** Further settings of the core (replication windows, limits), passed through. */
   readonly raft?: Omit<RaftConfig, 'id' | 'storage' | 'random' | 'applied' | 'electionTimeoutTicks' | 'heartbeatIntervalTicks'>;
 }
@@ -110,7 +110,7 @@ export class Replica<Image> implements ReplicaInbox<Image> {
   readonly #transport: ReplicaTransport;
   readonly #clock: Clock;
   readonly #events: ReplicaEvents;
-  readonly #logger: Logger;
+  readonly #logger: ReplicaLogger;
   readonly #requests = new Requests();
   /** Makes read contexts unique to this incarnation: a late answer to a read asked before a restart matches nothing. */
   readonly #nonce: string;
@@ -281,6 +281,12 @@ export class Replica<Image> implements ReplicaInbox<Image> {
       return done(transferFailed(`node ${this.id} is already taking the snapshot at ${this.#incoming.meta.index}; the sender retries`));
     }
     if (meta.index <= this.#raw.basicStatus().commit) {
+      // Nothing to stage: the core will not take it (paper section 7), but it answers the leader
+      // with how far this log is committed, which moves the leader past its snapshot state.
+      this.#catchUp();
+      this.#raw.step({ ...message, snapshot: { meta, data: EMPTY } });
+      assert(this.#raw.pendingSnapshot()?.index !== meta.index, `the core took snapshot ${meta.index} at or below its commit index`);
+      this.#run();
       return done(transferFailed(`node ${this.id} already committed index ${meta.index}`));
     }
     this.#logger.info({ term: this.#term, from: message.from, index: meta.index }, 'receiving snapshot');
@@ -351,6 +357,11 @@ export class Replica<Image> implements ReplicaInbox<Image> {
       pendingWrites: this.#requests.writeCount,
       pendingReads: this.#requests.readCount,
     };
+  }
+
+  /** Role, term, leader and log positions: cheap enough to call after every event. */
+  basicStatus(): BasicStatus {
+    return this.#raw.basicStatus();
   }
 
   /** Term of the entry at `index` in this replica's log (for checkers). */
@@ -443,6 +454,16 @@ export class Replica<Image> implements ReplicaInbox<Image> {
     const incoming = this.#incoming;
     assert(incoming !== null && incoming.state === 'staged', `snapshot ${meta.term}/${meta.index} to install, but none is staged`);
     assert(incoming.meta.index === meta.index && incoming.meta.term === meta.term, `snapshot ${meta.term}/${meta.index} to install, but ${incoming.meta.term}/${incoming.meta.index} is staged`);
+    if (incoming.staged.meta.index < this.#sm.appliedIndex) {
+      // The image is behind this state machine, which can be ahead of the core's commit index
+      // (an earlier image from another leader was further on than its snapshot's index). Both
+      // hold only committed entries, so the local state already contains everything the image
+      // does: keep it, and let the log record the snapshot (entries up to the local applied
+      // index are skipped when the log hands them out again).
+      this.#logger.info({ term: this.#term, index: meta.index, image: incoming.staged.meta.index, applied: this.#sm.appliedIndex }, 'snapshot image behind the state machine; keeping the state machine');
+      this.#dropIncoming(incoming.staged, meta);
+      return this.#persist(rd);
+    }
     this.#io<void>(
       (cb) => this.#sm.install(incoming.staged, (error) => cb(error, undefined)),
       () => {
@@ -643,7 +664,7 @@ export class Replica<Image> implements ReplicaInbox<Image> {
  *   state machine can never catch up from this log. Only a lost or replaced state machine
  *   directory does this (the replica syncs the state machine before it compacts the log).
  */
-export function reconcile<Image>(log: ReplicaLog, sm: ReplicaStateMachine<Image>, logger: Logger, done: Done): void {
+export function reconcile<Image>(log: ReplicaLog, sm: ReplicaStateMachine<Image>, logger: ReplicaLogger, done: Done): void {
   const { hardState, confState } = log.initialState();
   const commit = Math.max(hardState.commit, log.firstIndex() - 1);
   if (sm.appliedIndex < log.firstIndex() - 1) {

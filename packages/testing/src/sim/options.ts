@@ -1,6 +1,6 @@
 /** The kinds of fault the simulator injects. Each run draws a subset from its seed. */
 export const FAULT_KINDS = [
-  'loss', // drop a fraction of messages
+  'loss', // drop a fraction of messages (snapshot acknowledgements included)
   'duplicate', // deliver some messages twice
   'delay', // long, variable delays: messages overtake each other
   'split', // majority/minority partition
@@ -8,12 +8,18 @@ export const FAULT_KINDS = [
   'bridge', // two halves that see one shared node but not each other
   'one-way', // asymmetric: a link drops in one direction only
   'flapping', // a partition that heals and returns every few ticks
-  'crash', // kill a node (any node, the leader, or several) and restart it later
-  'crash-mid-persist', // kill a node while a Ready is being persisted (unsynced state lost)
+  'crash', // kill a node (any node, the leader, or several): writes it completed survive
+  'power-loss', // kill a node and lose power: unsynced writes of its log and state machine may be lost
+  'crash-in-loop', // kill a node right after a step of its Ready loop (install, persist, apply, sync, compact)
   'leader-churn', // crash each new leader within a few message delays of its election, restart it soon after
   'transfer', // ask for leadership transfer to a random node
+  'pause', // stop a node (SIGSTOP): its clock runs on, it does nothing; then resume it
+  'slow-disk', // one node's disk becomes 5-20 times slower: its Ready loop stays busy
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** Faults of processes and disks (one track); the others are faults of the network (another track). */
+export const PROCESS_FAULT_KINDS: readonly FaultKind[] = ['crash', 'power-loss', 'crash-in-loop', 'leader-churn', 'transfer', 'pause', 'slow-disk'];
 
 export interface SimOptions {
   readonly seed: number;
@@ -22,6 +28,11 @@ export interface SimOptions {
   readonly tickUnits: number;
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
+  /**
+   * Each node's clock runs at a rate drawn from [1 - clockDriftMax, 1 + clockDriftMax] of the
+   * simulated time, and its replica is configured with the same bound (leases depend on it).
+   */
+  readonly clockDriftMax: number;
   /** Length of the phase with faults, in time units. */
   readonly faultUnits: number;
   /** After the faults stop, a leader must be elected and every probe proposal applied on every node within this many ticks. */
@@ -40,6 +51,7 @@ export const SIM_DEFAULTS: Omit<SimOptions, 'seed'> = {
   tickUnits: 10,
   electionTimeoutTicks: 10,
   heartbeatIntervalTicks: 1,
+  clockDriftMax: 0.1,
   faultUnits: 4000,
   livenessTicksMax: 100,
   faults: FAULT_KINDS,

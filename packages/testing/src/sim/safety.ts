@@ -1,4 +1,15 @@
-import type { BasicStatus, Entry, LogIndex, NodeId, RawNode, Term } from '@raftkv/raft';
+import type { BasicStatus, Entry, LogIndex, NodeId, Term } from '@raftkv/raft';
+
+/** What the checker reads of a node's log: a RawNode or a Replica. */
+export interface LogView {
+  termAt(index: LogIndex): Term | undefined;
+}
+
+/** A register write a committed entry makes: the key and the value. */
+export interface RegisterWrite {
+  readonly key: string;
+  readonly value: string;
+}
 
 /** A broken safety property: the run stops at the step that revealed it. */
 export interface Violation {
@@ -23,6 +34,8 @@ interface CommittedEntry {
  *                         is what was committed
  *   monotonicity          a node's commit and applied indexes never go back within one
  *                         incarnation, and applying is contiguous
+ *   snapshot images       an image installed at index A holds, for every key, exactly the last
+ *                         committed write at or below A
  */
 export class SafetyChecker {
   readonly #leaderOfTerm = new Map<Term, NodeId>();
@@ -32,8 +45,15 @@ export class SafetyChecker {
   readonly #applied: (number | undefined)[] = [];
   readonly #dataIds = new WeakMap<Uint8Array, number>();
   #nextDataId = 1;
+  /** Per key, the committed writes in index order. */
+  readonly #writes = new Map<string, { index: LogIndex; value: string }[]>();
+  readonly #decode: (entry: Entry) => RegisterWrite | null;
   maxCommitted: LogIndex = 0;
   elections = 0;
+
+  constructor(decode: (entry: Entry) => RegisterWrite | null) {
+    this.#decode = decode;
+  }
 
   /** Identity of an entry's payload: the simulator passes entries by reference, never copies them. */
   dataId(entry: Entry): number {
@@ -47,7 +67,7 @@ export class SafetyChecker {
   }
 
   /** Called when a node is, or has become, leader. */
-  onLeader(raw: RawNode, status: BasicStatus, newlyElected: boolean): Violation | null {
+  onLeader(raw: LogView, status: BasicStatus, newlyElected: boolean): Violation | null {
     const other = this.#leaderOfTerm.get(status.term);
     if (other !== undefined && other !== status.id) {
       return { property: 'election safety', detail: `${status.id} and ${other} are both leaders of term ${status.term}` };
@@ -69,11 +89,11 @@ export class SafetyChecker {
     return null;
   }
 
-  /** Entries a node is about to persist (from its Ready). */
-  onEntries(raw: RawNode, node: NodeId, entries: readonly Entry[]): Violation | null {
+  /** Entries a node is about to persist; `prevTermOf(i)` is the term it holds at i (undefined: unknown). */
+  onEntries(node: NodeId, entries: readonly Entry[], prevTermOf: (index: LogIndex) => Term | undefined): Violation | null {
     for (let k = 0; k < entries.length; k++) {
       const e = entries[k]!;
-      const prevTerm = k > 0 ? entries[k - 1]!.term : raw.termAt(e.index - 1);
+      const prevTerm = k > 0 ? entries[k - 1]!.term : prevTermOf(e.index - 1);
       if (prevTerm === undefined) continue; // the previous entry is in a snapshot being installed
       const dataId = this.dataId(e);
       let byTerm = this.#entryAt.get(e.index);
@@ -102,6 +122,7 @@ export class SafetyChecker {
       const dataId = this.dataId(e);
       if (c === undefined) {
         this.#committed[e.index] = { term: e.term, dataId };
+        this.#recordWrite(e);
       } else if (c.term !== e.term || c.dataId !== dataId) {
         return {
           property: 'state machine safety',
@@ -138,5 +159,43 @@ export class SafetyChecker {
       return { property: 'state machine safety', detail: `${node} installed a snapshot at ${term}/${index}, but ${c.term}/${index} is committed` };
     }
     return null;
+  }
+
+  /**
+   * A node installed a snapshot image at `index`: for every key, it must hold exactly the last
+   * committed write at or below `index` (`image` maps each key it holds to its value and the
+   * index that wrote it). Checked only up to the highest commit index seen.
+   */
+  onImage(node: NodeId, index: LogIndex, image: ReadonlyMap<string, { value: string; modIndex: LogIndex }>): Violation | null {
+    if (index > this.maxCommitted) return null;
+    const keys = new Set([...image.keys(), ...this.#writes.keys()]);
+    for (const key of keys) {
+      const writes = this.#writes.get(key) ?? [];
+      let expected: { index: LogIndex; value: string } | null = null;
+      for (const w of writes) if (w.index <= index) expected = w;
+      const held = image.get(key) ?? null;
+      const same = expected === null ? held === null : held !== null && held.modIndex === expected.index && held.value === expected.value;
+      if (!same) {
+        return {
+          property: 'snapshot image',
+          detail: `${node} installed an image at ${index} whose key ${JSON.stringify(key)} is ${held === null ? 'absent' : `${JSON.stringify(held.value)} from ${held.modIndex}`}; the last committed write at or below ${index} is ${expected === null ? 'none' : `${JSON.stringify(expected.value)} at ${expected.index}`}`,
+        };
+      }
+    }
+    return null;
+  }
+
+  #recordWrite(entry: Entry): void {
+    const write = this.#decode(entry);
+    if (write === null) return;
+    let list = this.#writes.get(write.key);
+    if (list === undefined) {
+      list = [];
+      this.#writes.set(write.key, list);
+    }
+    // Usually in index order; a node whose log was compacted past its commit can leave a gap that another fills later.
+    const last = list[list.length - 1];
+    if (last === undefined || last.index < entry.index) list.push({ index: entry.index, value: write.value });
+    else list.splice(list.findIndex((w) => w.index > entry.index), 0, { index: entry.index, value: write.value });
   }
 }

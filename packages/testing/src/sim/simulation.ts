@@ -1,9 +1,20 @@
-import { ErrorCode, isRaftKvError, MemoryStorage, RawNode, Role, SeededRandom, type BasicStatus, type Message, type NodeId, type Ready, type Term } from '@raftkv/raft';
+import { decodeCommand, encodeCommand, type MemoryImage } from '@raftkv/kv';
+import {
+  MemoryReplicaLog,
+  MemoryReplicaStateMachine,
+  Replica,
+  type IoOperation,
+  type IoScheduler,
+  type ReadConsistency,
+  type ReplicaLogger,
+  type ReplicaOptions,
+} from '@raftkv/node';
+import { ErrorCode, isRaftKvError, Role, SeededRandom, type BasicStatus, type Entry, type Message, type MsgSnap, type NodeId, type Term } from '@raftkv/raft';
 import { checkLinearizable, formatHistory, type Operation } from '../linearizability/index.js';
 import { EventQueue } from './heap.js';
-import { FAULT_KINDS, SIM_DEFAULTS, type FaultKind, type SimOptions } from './options.js';
-import { SafetyChecker, type Violation } from './safety.js';
-import { decodePut, decodeSnapshot, encodePut, encodeSnapshot } from './state-machine.js';
+import { CheckedLog, CheckedStateMachine } from './checked-io.js';
+import { FAULT_KINDS, PROCESS_FAULT_KINDS, SIM_DEFAULTS, type FaultKind, type SimOptions } from './options.js';
+import { SafetyChecker, type RegisterWrite, type Violation } from './safety.js';
 import { Trace } from './trace.js';
 
 export interface SimViolation extends Violation {
@@ -19,11 +30,16 @@ export interface SimStats {
   committed: number;
   crashes: number;
   snapshotsSent: number;
+  snapshotsInstalled: number;
+  snapshotsRefused: number;
+  /** Restarts that found the state machine ahead of the log and recorded its snapshot (a crash between install and persist). */
+  reconciles: number;
   messagesDelivered: number;
   messagesDropped: number;
   writesOk: number;
   writesIndeterminate: number;
   readsOk: number;
+  leaseReadsOk: number;
   /** Ticks from the end of the faults until every probe proposal was applied everywhere. */
   recoveryTicks: number | null;
   linearizability: 'ok' | 'illegal' | 'unknown' | 'skipped';
@@ -44,42 +60,56 @@ interface SimEvent {
   readonly run: () => void;
 }
 
-/** One simulated server: the core, its durable storage, and its volatile state machine. */
+/**
+ * One simulated server: its disk (a log and a state machine that outlive crashes, minus what a
+ * crash loses) and, while it runs, a `Replica` — the node's own Ready loop — over them.
+ */
 interface SimNode {
   readonly id: NodeId;
-  readonly storage: MemoryStorage;
   readonly rng: SeededRandom;
-  raw: RawNode | null;
+  readonly log: MemoryReplicaLog;
+  readonly sm: MemoryReplicaStateMachine;
+  /** Node clock = offset + simulated time x rate. */
+  readonly clockRate: number;
+  readonly clockOffsetMs: number;
+  replica: Replica<MemoryImage> | null;
+  state: 'up' | 'starting' | 'down';
   incarnation: number;
-  state: Map<string, string>;
-  applied: number;
-  commitSeen: number;
+  /** Stopped (SIGSTOP): events for it wait in `deferred` until it resumes. */
+  paused: boolean;
+  deferred: (() => void)[];
+  /** Crash right after the next completion of this operation of its Ready loop. */
+  crashAfter: IoOperation | null;
+  slowDisk: boolean;
   role: Role;
   term: Term;
-  /** The Ready being persisted, if any. */
-  persisting: Ready | null;
-  crashOnNextPersist: boolean;
-  /** (index:term) of this incarnation's proposals -> history op. */
-  pendingWrites: Map<string, MutableOp>;
-  /** Read context -> history op, until the read is served. */
-  pendingReads: Map<string, MutableOp>;
-  /** ReadStates waiting for the state machine to catch up. */
-  readsWaiting: { index: number; context: string }[];
-  /** Ticks per tick event, in time units (slight clock skew between nodes). */
-  tickUnits: number;
+  commitSeen: number;
 }
 
 type MutableOp = { -readonly [K in keyof Operation]: Operation[K] };
 
 const KEYS = ['x', 'y', 'z'];
 const PROBES = 3;
+const decoder = new TextDecoder();
+
+/** The register write a committed entry makes, if any (every command of the simulator is a put). */
+function registerWrite(entry: Entry): RegisterWrite | null {
+  if (entry.data.byteLength === 0) return null;
+  try {
+    const command = decodeCommand(entry.data);
+    return command.type === 'put' ? { key: command.key, value: decoder.decode(command.value) } : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
- * A deterministic simulation of a Raft cluster: the nodes, the network and the faults all draw
- * from one seed, so a run is a pure function of (seed, options) and a failing seed replays the
- * same way every time. The persistence contract of `Ready` is modelled exactly: `messages` leave
- * at once, the rest only after a persist that takes time, and a crash loses whatever was not
- * yet persisted.
+ * A deterministic simulation of a raftkv cluster that runs the node's own Ready loop (`Replica`)
+ * over in-memory disks, a simulated network and per-node clocks: the nodes, the network, the
+ * disks' latencies and the faults all draw from one seed, so a run is a pure function of (seed,
+ * options) and a failing seed replays the same way every time. Safety properties are checked
+ * after every event, linearizability of every read (ReadIndex and lease) at the end, and
+ * liveness once the faults stop.
  */
 export class Simulation {
   readonly opts: SimOptions;
@@ -88,9 +118,10 @@ export class Simulation {
   readonly #nodes: SimNode[] = [];
   readonly #byId = new Map<NodeId, SimNode>();
   readonly #queue = new EventQueue<SimEvent>();
-  readonly #checker = new SafetyChecker();
+  readonly #checker = new SafetyChecker(registerWrite);
   readonly #trace: Trace;
   readonly #history: MutableOp[] = [];
+  readonly #replicaSettings: Pick<ReplicaOptions, 'snapshotEveryEntries' | 'snapshotCatchupEntries' | 'raft'>;
   #seq = 0;
   #step = 0;
   #now = 0;
@@ -117,11 +148,15 @@ export class Simulation {
     committed: 0,
     crashes: 0,
     snapshotsSent: 0,
+    snapshotsInstalled: 0,
+    snapshotsRefused: 0,
+    reconciles: 0,
     messagesDelivered: 0,
     messagesDropped: 0,
     writesOk: 0,
     writesIndeterminate: 0,
     readsOk: 0,
+    leaseReadsOk: 0,
     recoveryTicks: null,
     linearizability: 'skipped',
   };
@@ -137,42 +172,48 @@ export class Simulation {
     this.#trace = new Trace(this.opts.traceEvents);
     const ids = Array.from({ length: this.opts.nodes }, (_, k) => `n${k + 1}`);
     // Replication settings are drawn per seed: small messages and windows split batches, which
-    // exposes commit-rule and back-off bugs that large batches hide.
-    this.#snapshotEvery = this.opts.snapshotEveryEntries > 0 ? this.opts.snapshotEveryEntries : 5 + this.#rng.nextInt(60);
-    this.#msgBytesMax = [1, 64, 256, 4096, 1 << 20][this.#rng.nextInt(5)]!;
-    this.#inflightCountMax = [1, 2, 8, 256][this.#rng.nextInt(4)]!;
+    // exposes commit-rule and back-off bugs that large batches hide; frequent compaction makes
+    // followers catch up by snapshot.
+    this.#replicaSettings = {
+      snapshotEveryEntries: this.opts.snapshotEveryEntries > 0 ? this.opts.snapshotEveryEntries : 5 + this.#rng.nextInt(60),
+      snapshotCatchupEntries: [0, 0, 2, 10][this.#rng.nextInt(4)]!,
+      raft: {
+        msgBytesMax: [1, 64, 256, 4096, 1 << 20][this.#rng.nextInt(5)]!,
+        inflightCountMax: [1, 2, 8, 256][this.#rng.nextInt(4)]!,
+        // clockDriftMax: this.opts.clockDriftMax,  (TODO(lease) once the core has it)
+      },
+    };
+    const drift = this.opts.clockDriftMax;
     for (const id of ids) {
+      const rng = this.#rng.fork();
       const node: SimNode = {
         id,
-        storage: new MemoryStorage({ voters: ids, learners: [] }),
-        rng: this.#rng.fork(),
-        raw: null,
+        rng,
+        log: new MemoryReplicaLog({ voters: ids, learners: [] }, this.#ioScheduler(id)),
+        sm: new MemoryReplicaStateMachine({}, this.#ioScheduler(id)),
+        // The extremes of the allowed drift are the interesting cases: draw them often.
+        clockRate: 1 + drift * [-1, 1, -1 + 2 * rng.nextFloat()][rng.nextInt(3)]!,
+        clockOffsetMs: rng.nextInt(1_000_000),
+        replica: null,
+        state: 'down',
         incarnation: 0,
-        state: new Map(),
-        applied: 0,
-        commitSeen: 0,
+        paused: false,
+        deferred: [],
+        crashAfter: null,
+        slowDisk: false,
         role: Role.Follower,
         term: 0,
-        persisting: null,
-        crashOnNextPersist: false,
-        pendingWrites: new Map(),
-        pendingReads: new Map(),
-        readsWaiting: [],
-        tickUnits: this.opts.tickUnits + this.#rng.nextInt(3) - 1,
+        commitSeen: 0,
       };
       this.#nodes.push(node);
       this.#byId.set(id, node);
     }
   }
 
-  readonly #snapshotEvery: number;
-  readonly #msgBytesMax: number;
-  readonly #inflightCountMax: number;
-
   run(): SimResult {
     for (const node of this.#nodes) {
       this.#start(node);
-      this.#scheduleTick(node, 1 + this.#rng.nextInt(node.tickUnits));
+      this.#scheduleTimer(node, 1 + this.#rng.nextInt(this.opts.tickUnits));
     }
     this.#scheduleClient(20);
     this.#planFaults();
@@ -187,10 +228,11 @@ export class Simulation {
         this.#now = event.time;
         this.#step++;
         event.run();
+        if (this.#violation === null) this.#checkNodes();
       }
     } catch (error) {
-      // An assertion failure in the core (or any exception) is a bug: report it with the seed
-      // and the trace, like any other violation.
+      // An assertion failure in the core or the loop (or any exception) is a bug: report it with
+      // the seed and the trace, like any other violation.
       const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
       this.#fail({ property: 'no exception', detail });
     }
@@ -222,6 +264,12 @@ export class Simulation {
     this.#at(this.#now + delay, run);
   }
 
+  /** Runs `fn` as the node's process would: now, or when it resumes if it is paused. */
+  #onNode(node: SimNode, fn: () => void): void {
+    if (node.paused) node.deferred.push(fn);
+    else fn();
+  }
+
   #note(node: NodeId | null, text: string): void {
     this.#trace.add({ kind: 'note', step: this.#step, time: this.#now, node, text });
   }
@@ -232,145 +280,154 @@ export class Simulation {
     this.#note(null, `VIOLATION ${v.property}: ${v.detail}`);
   }
 
-  #scheduleTick(node: SimNode, delay: number): void {
+  /** The node's clock fires about once a tick (late by a little: timers never fire early). */
+  #scheduleTimer(node: SimNode, delay: number): void {
     this.#after(delay, () => {
-      if (node.raw !== null) {
-        node.raw.tick();
-        this.#afterInput(node);
-      }
-      this.#scheduleTick(node, node.tickUnits);
+      if (node.state === 'up' && !node.paused) node.replica?.onTimer();
+      this.#scheduleTimer(node, Math.max(1, Math.round(this.opts.tickUnits / node.clockRate)) + this.#rng.nextInt(2));
     });
+  }
+
+  /** When each disk operation of a node completes: a few time units, much more on a slow disk. */
+  #ioScheduler(id: NodeId): IoScheduler {
+    return (operation, complete) => {
+      const node = this.#byId.get(id)!;
+      let latency = operation === 'stage' ? 5 + this.#rng.nextInt(40) : 1 + this.#rng.nextInt(3);
+      if (node.slowDisk) latency *= 5 + this.#rng.nextInt(16);
+      this.#after(latency, () =>
+        this.#onNode(node, () => {
+          complete();
+          if (node.crashAfter === operation && node.state === 'up') {
+            node.crashAfter = null;
+            this.#crash(node, `right after ${operation}`, this.#rng.chance(0.5));
+          }
+        }),
+      );
+    };
   }
 
   // ---------------------------------------------------------------- node lifecycle
 
   #start(node: SimNode): void {
-    const snapshot = node.storage.snapshot();
-    node.raw = new RawNode({
+    if (node.state !== 'down') return;
+    node.state = 'starting';
+    const incarnation = node.incarnation;
+    const options: ReplicaOptions = {
+      ...this.#replicaSettings,
       id: node.id,
-      storage: node.storage,
-      random: node.rng.fork(),
+      tickMs: this.opts.tickUnits,
       electionTimeoutTicks: this.opts.electionTimeoutTicks,
       heartbeatIntervalTicks: this.opts.heartbeatIntervalTicks,
-      applied: snapshot.meta.index,
-      inflightCountMax: this.#inflightCountMax,
-      msgBytesMax: this.#msgBytesMax,
+      requestTimeoutMs: 40 * this.opts.tickUnits,
+      pendingRequestsMax: 1_000,
+      random: node.rng.fork(),
+      logger: this.#logger(node.id),
+    };
+    const io = {
+      log: new CheckedLog(node.log, (entries, prevTermOf) => this.#checker.onEntries(node.id, entries, prevTermOf), (v) => this.#fail(v)),
+      stateMachine: new CheckedStateMachine(node.sm, node.id, this.#checker, (v) => this.#fail(v), () => this.stats.snapshotsInstalled++),
+      transport: { send: (m: Message) => this.#send(m) },
+      clock: { nowMs: () => node.clockOffsetMs + this.#now * node.clockRate },
+      events: { onFatal: (error: Error) => this.#fail({ property: 'no exception', detail: `${node.id}: the Ready loop failed: ${error.stack ?? error.message}` }) },
+    };
+    Replica.start(options, io, (error, replica) => {
+      if (node.incarnation !== incarnation) return;
+      if (error !== null || replica === null) {
+        return this.#fail({ property: 'no exception', detail: `${node.id} could not start: ${error?.stack ?? 'no replica'}` });
+      }
+      node.replica = replica;
+      node.state = 'up';
+      const st = replica.basicStatus();
+      node.role = st.role;
+      node.term = st.term;
+      node.commitSeen = st.commit;
+      this.#note(node.id, `STARTED term=${st.term} commit=${st.commit} applied=${node.sm.appliedIndex} first=${st.firstIndex} last=${st.lastIndex}`);
     });
-    // The state machine is volatile: rebuilt from the snapshot, then the log is replayed.
-    node.state = decodeSnapshot(snapshot.data);
-    node.applied = snapshot.meta.index;
-    const status = node.raw.basicStatus();
-    node.commitSeen = status.commit;
-    node.role = status.role;
-    node.term = status.term;
-    node.persisting = null;
-    node.readsWaiting = [];
   }
 
-  #crash(node: SimNode, why: string): void {
-    if (node.raw === null) return;
+  /** The replica's warnings go into the trace (info is too chatty for it). */
+  #logger(id: NodeId): ReplicaLogger {
+    return {
+      info: () => undefined,
+      warn: (fields, message) => {
+        if (message.startsWith('state machine is ahead of the log')) this.stats.reconciles++;
+        this.#note(id, `warn: ${message} ${JSON.stringify(fields)}`);
+      },
+      fatal: (fields, message) => this.#note(id, `fatal: ${message} ${JSON.stringify(fields)}`),
+    };
+  }
+
+  /**
+   * Kills the node. A process crash keeps every write that completed (it reached the operating
+   * system) and any prefix of those in flight; a power loss keeps any prefix of what was not
+   * synced. Writes, reads and snapshot streams it had in progress are gone with it.
+   */
+  #crash(node: SimNode, why: string, powerLoss: boolean): void {
+    if (node.state === 'down') return;
     this.stats.crashes++;
-    this.#note(node.id, `CRASH (${why})${node.persisting !== null ? ' with an unpersisted Ready' : ''}`);
-    node.raw = null;
-    node.persisting = null;
-    node.crashOnNextPersist = false;
+    const written = node.log.writtenCount;
+    const pending = written + node.log.inFlightCount;
+    const keptLog = powerLoss ? this.#rng.nextInt(pending + 1) : written + this.#rng.nextInt(pending - written + 1);
+    const unsynced = node.sm.kv.unsyncedBatchCount;
+    const keptKv = powerLoss ? this.#rng.nextInt(unsynced + 1) : unsynced;
+    this.#note(node.id, `CRASH (${why}${powerLoss ? ', power lost' : ''}): log keeps ${keptLog}/${pending} unsynced writes, state machine ${keptKv}/${unsynced}`);
+    node.replica = null;
+    node.state = 'down';
     node.incarnation++;
-    // Writes in flight may or may not commit: they stay in the history as indeterminate.
-    node.pendingWrites.clear();
-    // Reads never answered constrain nothing.
-    for (const op of node.pendingReads.values()) op.complete = -1;
-    node.pendingReads.clear();
-    node.readsWaiting = [];
+    node.paused = false;
+    node.deferred = [];
+    node.crashAfter = null;
+    node.log.crash(keptLog);
+    node.sm.crash(keptKv);
   }
 
   #restart(node: SimNode): void {
-    if (node.raw !== null) return;
+    if (node.state !== 'down') return;
+    this.#note(node.id, 'RESTART');
     this.#start(node);
-    this.#note(node.id, `RESTART term=${node.term} commit=${node.commitSeen} applied=${node.applied}`);
-    this.#afterInput(node);
   }
 
-  // ---------------------------------------------------------------- the Ready loop
-
-  /** After any input to a node: check safety, then process its Ready if it is not busy persisting. */
-  #afterInput(node: SimNode): void {
-    if (node.raw === null || this.#violation !== null) return;
-    this.#checkNode(node);
-    if (node.persisting !== null || !node.raw.hasReady()) return;
-    const rd = node.raw.ready();
-    const v = this.#checker.onEntries(node.raw, node.id, rd.entries);
-    if (v !== null) return this.#fail(v);
-    for (const m of rd.messages) this.#send(m);
-    node.persisting = rd;
+  #pause(node: SimNode, until: number): void {
+    if (node.state === 'down' || node.paused) return;
+    node.paused = true;
     const incarnation = node.incarnation;
-    if (node.crashOnNextPersist && (rd.mustSync || rd.messages.length > 0)) {
-      node.crashOnNextPersist = false;
-      this.#after(0, () => this.#crash(node, 'mid-persist'));
-    }
-    this.#after(1 + this.#rng.nextInt(3), () => {
-      if (node.incarnation === incarnation) this.#persisted(node, rd);
-    });
+    this.#note(node.id, `PAUSE until t=${until}`);
+    this.#at(until, () => this.#resume(node, incarnation));
   }
 
-  /** The Ready's writes are durable: finish steps 2-5 of the contract. */
-  #persisted(node: SimNode, rd: Ready): void {
-    const raw = node.raw;
-    if (raw === null) return;
-    if (rd.snapshot !== null) node.storage.applySnapshot(rd.snapshot);
-    node.storage.append(rd.entries);
-    if (rd.hardState !== null) node.storage.setHardState(rd.hardState);
-    for (const m of rd.messagesAfterPersist) this.#send(m);
-    if (rd.snapshot !== null) {
-      const { index, term } = rd.snapshot.meta;
-      const v = this.#checker.onSnapshot(node.id, index, term);
-      if (v !== null) return this.#fail(v);
-      node.state = decodeSnapshot(rd.snapshot.data);
-      node.applied = index;
-      this.#note(node.id, `install snapshot ${term}/${index}`);
+  #resume(node: SimNode, incarnation: number): void {
+    if (node.incarnation !== incarnation || !node.paused) return;
+    node.paused = false;
+    this.#note(node.id, `RESUME with ${node.deferred.length} deferred events`);
+    const deferred = node.deferred;
+    node.deferred = [];
+    // A resumed process runs its overdue timer and then what queued up, in order.
+    node.replica?.onTimer();
+    for (const fn of deferred) {
+      if (node.incarnation !== incarnation) break;
+      fn();
     }
-    for (const e of rd.committedEntries) {
-      const v = this.#checker.onApply(node.id, node.applied, e);
-      if (v !== null) return this.#fail(v);
-      node.applied = e.index;
-      if (e.data.byteLength > 0) {
-        const cmd = decodePut(e.data);
-        node.state.set(cmd.key, cmd.value);
-      }
-      this.#resolveWrite(node, e.index, e.term);
-    }
-    for (const rs of rd.readStates) node.readsWaiting.push(rs);
-    this.#serveReads(node);
-    node.persisting = null;
-    raw.advance();
-    this.#maybeCompact(node);
-    this.#afterInput(node);
   }
 
-  #maybeCompact(node: SimNode): void {
-    const raw = node.raw;
-    if (raw === null || node.applied - node.storage.firstIndex() + 1 < this.#snapshotEvery) return;
-    let meta;
-    try {
-      meta = raw.snapshotMeta(node.applied);
-    } catch (error) {
-      // A newer snapshot from the leader is waiting to be installed: nothing to compact.
-      if (isRaftKvError(error, ErrorCode.LOG_COMPACTED)) return;
-      throw error;
+  // ---------------------------------------------------------------- checks
+
+  #checkNodes(): void {
+    for (const node of this.#nodes) {
+      if (node.state !== 'up' || node.replica === null) continue;
+      this.#checkNode(node, node.replica);
+      if (this.#violation !== null) return;
     }
-    node.storage.compact(meta, encodeSnapshot(node.state));
   }
 
-  #checkNode(node: SimNode): void {
-    const raw = node.raw;
-    if (raw === null) return;
-    const st: BasicStatus = raw.basicStatus();
+  #checkNode(node: SimNode, replica: Replica<MemoryImage>): void {
+    const st: BasicStatus = replica.basicStatus();
     if (st.role === Role.Leader) {
       const newly = node.role !== Role.Leader || node.term !== st.term;
       if (newly) {
         this.#note(node.id, `became leader of term ${st.term} (last index ${st.lastIndex}, commit ${st.commit})`);
         if (this.#now < this.#churnUntil && this.#healTime === null && this.#rng.chance(0.8)) this.#churn(node);
       }
-      const v = this.#checker.onLeader(raw, st, newly);
+      const v = this.#checker.onLeader(replica, st, newly);
       if (v !== null) return this.#fail(v);
     } else if (node.role !== st.role) {
       this.#note(node.id, `${st.role} term=${st.term}`);
@@ -379,7 +436,7 @@ export class Simulation {
     node.term = st.term;
     if (st.commit !== node.commitSeen) {
       const lo = Math.max(node.commitSeen + 1, st.firstIndex);
-      const entries = st.commit >= lo ? raw.entries(lo, st.commit + 1) : [];
+      const entries = st.commit >= lo ? replica.entries(lo, st.commit + 1) : [];
       const v = this.#checker.onCommit(node.id, node.commitSeen, st.commit, entries);
       if (v !== null) return this.#fail(v);
       node.commitSeen = st.commit;
@@ -388,16 +445,19 @@ export class Simulation {
 
   // ---------------------------------------------------------------- network
 
+  #linkBlocked(from: NodeId, to: NodeId): boolean {
+    return this.#blocked.has(`${from}>${to}`);
+  }
+
+  #drop(m: Message, why: string): void {
+    this.stats.messagesDropped++;
+    this.#trace.add({ kind: 'drop', step: this.#step, time: this.#now, message: m, why });
+  }
+
   #send(m: Message): void {
-    const from = this.#byId.get(m.from)!;
-    const drop = (why: string): void => {
-      this.stats.messagesDropped++;
-      this.#trace.add({ kind: 'drop', step: this.#step, time: this.#now, message: m, why });
-      // A snapshot stream that breaks is reported by the transport.
-      if (m.type === 'MsgSnap') this.#after(1, () => from.raw?.reportSnapshot(m.to, false));
-    };
-    if (this.#blocked.has(`${m.from}>${m.to}`)) return drop('partition');
-    if (this.#lossP > 0 && this.#netRng.chance(this.#lossP)) return drop('loss');
+    if (m.type === 'MsgSnap') return this.#sendSnapshot(m);
+    if (this.#linkBlocked(m.from, m.to)) return this.#drop(m, 'partition');
+    if (this.#lossP > 0 && this.#netRng.chance(this.#lossP)) return this.#drop(m, 'loss');
     const copies = this.#dupP > 0 && this.#netRng.chance(this.#dupP) ? 2 : 1;
     for (let c = 0; c < copies; c++) {
       this.#after(1 + this.#netRng.nextInt(this.#delayMax), () => this.#deliver(m));
@@ -406,22 +466,66 @@ export class Simulation {
 
   #deliver(m: Message): void {
     const to = this.#byId.get(m.to)!;
-    if (to.raw === null) {
-      this.stats.messagesDropped++;
-      this.#trace.add({ kind: 'drop', step: this.#step, time: this.#now, message: m, why: 'node down' });
-      if (m.type === 'MsgSnap') this.#byId.get(m.from)!.raw?.reportSnapshot(m.to, false);
-      return;
-    }
-    this.stats.messagesDelivered++;
-    this.#trace.add({ kind: 'deliver', step: this.#step, time: this.#now, message: m });
-    to.raw.step(m);
-    if (m.type === 'MsgSnap') {
-      this.stats.snapshotsSent++;
-      const from = this.#byId.get(m.from)!;
-      from.raw?.reportSnapshot(m.to, true);
-      this.#afterInput(from);
-    }
-    this.#afterInput(to);
+    // A partition also loses what was in flight when it began.
+    if (this.#linkBlocked(m.from, m.to)) return this.#drop(m, 'partition');
+    if (to.state !== 'up') return this.#drop(m, 'node down');
+    const incarnation = to.incarnation;
+    this.#onNode(to, () => {
+      if (to.incarnation !== incarnation || to.replica === null) return this.#drop(m, 'node down');
+      this.stats.messagesDelivered++;
+      this.#trace.add({ kind: 'deliver', step: this.#step, time: this.#now, message: m });
+      to.replica.step(m);
+    });
+  }
+
+  /**
+   * A snapshot stream, as the TCP transport runs it: connect, take the sender's image, stream it
+   * (it takes a while; a partition or a crash on either side breaks it), let the receiver stage
+   * it, and carry the outcome back. The acknowledgement can be lost like any message: the
+   * sender then believes the transfer failed and sends again, while the receiver holds the
+   * first image — the race that used to crash a receiver.
+   */
+  #sendSnapshot(m: MsgSnap): void {
+    const from = this.#byId.get(m.from)!;
+    const to = this.#byId.get(m.to)!;
+    const fromIncarnation = from.incarnation;
+    const report = (ok: boolean, why: string): void => {
+      this.#after(1 + this.#netRng.nextInt(this.#delayMax), () => {
+        if (from.incarnation !== fromIncarnation || from.state !== 'up') return;
+        this.#onNode(from, () => {
+          if (from.incarnation !== fromIncarnation) return;
+          this.#note(from.id, `snapshot ${m.snapshot.meta.index} to ${m.to}: ${ok ? 'acknowledged' : `failed (${why})`}`);
+          from.replica?.snapshotSent(m.to, ok);
+        });
+      });
+    };
+    const broken = (): string | null =>
+      from.incarnation !== fromIncarnation || from.state !== 'up' ? 'sender down' : this.#linkBlocked(m.from, m.to) ? 'partition' : to.state !== 'up' ? 'receiver down' : null;
+    this.#after(1 + this.#netRng.nextInt(5), () =>
+      this.#onNode(from, () => {
+        const why = broken();
+        if (why !== null || from.replica === null) return report(false, why ?? 'sender down');
+        const image = from.replica.snapshotImage();
+        this.stats.snapshotsSent++;
+        this.#after(5 + this.#netRng.nextInt(30), () => {
+          const whyNot = broken();
+          if (whyNot !== null) return report(false, whyNot);
+          const toIncarnation = to.incarnation;
+          this.#onNode(to, () => {
+            if (to.incarnation !== toIncarnation || to.replica === null) return report(false, 'receiver down');
+            this.#note(to.id, `snapshot stream ${m.snapshot.meta.term}/${m.snapshot.meta.index} from ${m.from} arrived (image at ${image.position.index})`);
+            to.replica.receiveSnapshot({ ...m, snapshot: { meta: m.snapshot.meta, data: new Uint8Array(0) } }, image, (error) => {
+              if (error !== null) {
+                this.stats.snapshotsRefused++;
+                this.#note(to.id, `snapshot ${m.snapshot.meta.index} from ${m.from} refused: ${error.message}`);
+              }
+              const ackLost = this.#linkBlocked(m.to, m.from) || (this.#lossP > 0 && this.#netRng.chance(this.#lossP));
+              report(error === null && !ackLost, error !== null ? 'refused' : 'acknowledgement lost');
+            });
+          });
+        });
+      }),
+    );
   }
 
   // ---------------------------------------------------------------- clients
@@ -437,71 +541,62 @@ export class Simulation {
   #leader(): SimNode | null {
     let best: SimNode | null = null;
     for (const n of this.#nodes) {
-      if (n.raw !== null && n.role === Role.Leader && (best === null || n.term > best.term)) best = n;
+      if (n.state === 'up' && n.role === Role.Leader && (best === null || n.term > best.term)) best = n;
     }
     return best;
   }
 
   #clientOp(): void {
-    const live = this.#nodes.filter((n) => n.raw !== null);
+    const live = this.#nodes.filter((n) => n.state === 'up');
     if (live.length === 0) return;
     const leader = this.#leader();
     const node = leader !== null && this.#rng.chance(0.7) ? leader : live[this.#rng.nextInt(live.length)]!;
-    const raw = node.raw!;
     const key = KEYS[this.#rng.nextInt(KEYS.length)]!;
+    const r = this.#rng.nextFloat();
+    const incarnation = node.incarnation;
+    // A request to a paused node waits in its socket until the node resumes.
+    this.#onNode(node, () => {
+      if (node.incarnation !== incarnation || node.replica === null) return;
+      if (r < 0.45) this.#write(node.replica, key);
+      else this.#read(node, key, r < 0.7 ? 'lease' : 'linearizable');
+    });
+  }
+
+  #write(replica: Replica<MemoryImage>, key: string): void {
     const id = this.#history.length;
-    if (this.#rng.chance(0.5)) {
-      const value = `v${id}`;
-      try {
-        const { index, term } = raw.propose(encodePut({ key, value }));
-        const op: MutableOp = { id, clientId: id, key, kind: 'write', value, invoke: this.#step, complete: null };
-        this.#history.push(op);
-        node.pendingWrites.set(`${index}:${term}`, op);
-      } catch (error) {
-        if (!isRaftKvError(error)) throw error;
-        return; // refused: it never entered any log
+    const value = `v${id}`;
+    const op: MutableOp = { id, clientId: id, key, kind: 'write', value, invoke: this.#step, complete: null };
+    this.#history.push(op);
+    replica.propose(encodeCommand({ type: 'put', key, value: new TextEncoder().encode(value) }), (error) => {
+      if (error === null) {
+        op.complete = this.#step;
+        this.stats.writesOk++;
+      } else if (isRaftKvError(error, ErrorCode.NOT_LEADER) || isRaftKvError(error, ErrorCode.PROPOSAL_DROPPED)) {
+        // Certainly not applied: it constrains nothing.
+        op.complete = -1;
+      } else if (!isRaftKvError(error)) {
+        throw error;
       }
-    } else {
-      const context = `r${id}`;
-      try {
-        raw.readIndex(context);
-      } catch (error) {
-        if (!isRaftKvError(error)) throw error;
-        return;
-      }
-      const op: MutableOp = { id, clientId: id, key, kind: 'read', invoke: this.#step, complete: null };
-      this.#history.push(op);
-      node.pendingReads.set(context, op);
-    }
-    this.#afterInput(node);
+      // TIMEOUT, SHUTTING_DOWN: the outcome is unknown, the write stays indeterminate.
+    });
   }
 
-  #resolveWrite(node: SimNode, index: number, term: Term): void {
-    const key = `${index}:${term}`;
-    const op = node.pendingWrites.get(key);
-    if (op !== undefined) {
-      node.pendingWrites.delete(key);
-      op.complete = this.#step;
-      this.stats.writesOk++;
-    }
-  }
-
-  #serveReads(node: SimNode): void {
-    if (node.readsWaiting.length === 0) return;
-    const still: typeof node.readsWaiting = [];
-    for (const rs of node.readsWaiting) {
-      if (rs.index > node.applied) {
-        still.push(rs);
-        continue;
+  #read(node: SimNode, key: string, consistency: ReadConsistency): void {
+    const replica = node.replica!;
+    const id = this.#history.length;
+    const op: MutableOp = { id, clientId: id, key, kind: 'read', invoke: this.#step, complete: null };
+    this.#history.push(op);
+    replica.read(consistency, (error) => {
+      if (error !== null) {
+        if (!isRaftKvError(error)) throw error;
+        return; // unanswered: constrains nothing
       }
-      const op = node.pendingReads.get(rs.context);
-      if (op === undefined) continue;
-      node.pendingReads.delete(rs.context);
-      op.output = node.state.get(op.key) ?? null;
+      const found = node.sm.kv.get(key);
+      op.output = found === null ? null : decoder.decode(found.value);
       op.complete = this.#step;
       this.stats.readsOk++;
-    }
-    node.readsWaiting = still;
+      if (consistency === 'lease') this.stats.leaseReadsOk++;
+    });
   }
 
   // ---------------------------------------------------------------- faults
@@ -510,9 +605,8 @@ export class Simulation {
     const allowed = this.opts.faults.length > 0 ? this.opts.faults : FAULT_KINDS;
     let kinds = this.opts.allFaults ? [...allowed] : allowed.filter(() => this.#rng.chance(0.5));
     if (kinds.length === 0) kinds = [allowed[this.#rng.nextInt(allowed.length)]!];
-    const processKinds: readonly FaultKind[] = ['crash', 'crash-mid-persist', 'leader-churn', 'transfer'];
-    const network = kinds.filter((k) => !processKinds.includes(k));
-    const process = kinds.filter((k) => processKinds.includes(k));
+    const network = kinds.filter((k) => !PROCESS_FAULT_KINDS.includes(k));
+    const process = kinds.filter((k) => PROCESS_FAULT_KINDS.includes(k));
     // Two independent tracks, so network and process faults overlap in combinations.
     for (const track of [network, process]) {
       if (track.length === 0) continue;
@@ -536,6 +630,7 @@ export class Simulation {
     const ids = this.#nodes.map((n) => n.id);
     const shuffled = this.#shuffle(ids);
     const leader = this.#leader();
+    const leaderOrAny = (p: number): SimNode => (leader !== null && this.#rng.chance(p) ? leader : this.#byId.get(shuffled[0]!)!);
     this.#count(kind);
     switch (kind) {
       case 'loss':
@@ -602,22 +697,25 @@ export class Simulation {
         flap(true);
         return;
       }
-      case 'crash': {
+      case 'crash':
+      case 'power-loss': {
         const r = this.#rng.nextFloat();
-        // The leader, one random node, or several at once (even all: the disks survive).
+        // The leader, one random node, or several at once (even all: the disks survive, minus
+        // what a power loss takes).
         const victims = r < 0.4 && leader !== null ? [leader] : r < 0.8 ? [this.#byId.get(shuffled[0]!)!] : shuffled.slice(0, 1 + this.#rng.nextInt(ids.length)).map((id) => this.#byId.get(id)!);
-        for (const v of victims) this.#crash(v, 'nemesis');
+        for (const v of victims) this.#crash(v, 'nemesis', kind === 'power-loss');
         this.#at(end, () => {
           for (const v of victims) this.#restart(v);
         });
         return;
       }
-      case 'crash-mid-persist': {
-        const victim = leader !== null && this.#rng.chance(0.3) ? leader : this.#byId.get(shuffled[0]!)!;
-        victim.crashOnNextPersist = true;
-        this.#note(victim.id, 'FAULT crash at the next persist');
+      case 'crash-in-loop': {
+        const victim = leaderOrAny(0.4);
+        const steps: IoOperation[] = ['persist', 'persist', 'apply', 'apply', 'install', 'sync', 'compact', 'stage'];
+        victim.crashAfter = steps[this.#rng.nextInt(steps.length)]!;
+        this.#note(victim.id, `FAULT crash right after its next ${victim.crashAfter}`);
         this.#at(end, () => {
-          victim.crashOnNextPersist = false;
+          victim.crashAfter = null;
           this.#restart(victim);
         });
         return;
@@ -628,11 +726,27 @@ export class Simulation {
         this.#note(null, 'FAULT leader churn');
         return;
       case 'transfer': {
-        if (leader === null || leader.raw === null) return;
+        if (leader === null || leader.replica === null || leader.paused) return;
         const target = shuffled.find((id) => id !== leader.id)!;
         this.#note(leader.id, `FAULT transfer leadership to ${target}`);
-        leader.raw.transferLeadership(target);
-        this.#afterInput(leader);
+        try {
+          leader.replica.transferLeadership(target);
+        } catch (error) {
+          // It stepped down since the simulator last looked: there is nobody to ask.
+          if (!isRaftKvError(error, ErrorCode.NOT_LEADER)) throw error;
+        }
+        return;
+      }
+      case 'pause': {
+        // Most often the leader: a stopped leader that wakes up must not serve from its old lease.
+        this.#pause(leaderOrAny(0.6), Math.min(end, this.#now + 30 + this.#rng.nextInt(400)));
+        return;
+      }
+      case 'slow-disk': {
+        const victim = leaderOrAny(0.5);
+        victim.slowDisk = true;
+        this.#note(victim.id, 'FAULT slow disk');
+        this.#at(end, () => (victim.slowDisk = false));
         return;
       }
     }
@@ -643,7 +757,7 @@ export class Simulation {
     this.#after(this.#rng.nextInt(3 * this.#delayMax + 1), () => {
       // Faults stop at the heal: a crash scheduled before it must not land after it.
       if (node.incarnation !== incarnation || this.#healTime !== null) return;
-      this.#crash(node, 'leader churn');
+      this.#crash(node, 'leader churn', this.#rng.chance(0.3));
       this.#after(20 + this.#rng.nextInt(200), () => {
         if (this.#healTime === null) this.#restart(node);
       });
@@ -682,7 +796,7 @@ export class Simulation {
 
   // ---------------------------------------------------------------- liveness
 
-  /** The faults stop: heal the network, restart every node, then require progress. */
+  /** The faults stop: heal the network and the disks, resume and restart every node, then require progress. */
   #heal(): void {
     this.#healTime = this.#now;
     this.#blocked.clear();
@@ -691,7 +805,9 @@ export class Simulation {
     this.#delayMax = 5;
     this.#note(null, 'HEAL all: faults stop, liveness phase begins');
     for (const n of this.#nodes) {
-      n.crashOnNextPersist = false;
+      n.crashAfter = null;
+      n.slowDisk = false;
+      if (n.paused) this.#resume(n, n.incarnation);
       this.#restart(n);
     }
     for (let k = 0; k < PROBES; k++) this.#probes.push({ value: `probe${k}`, acceptedTerm: null });
@@ -703,24 +819,25 @@ export class Simulation {
     if (this.#done || this.#violation !== null) return;
     if (this.#checkLiveness(false)) return;
     const leader = this.#leader();
-    if (leader !== null && leader.raw !== null) {
+    if (leader !== null && leader.replica !== null) {
       for (const p of this.#probes) {
         if (this.#probeApplied(p.value)) continue;
         if (p.acceptedTerm === leader.term) continue;
-        try {
-          p.acceptedTerm = leader.raw.propose(encodePut({ key: p.value, value: p.value })).term;
-        } catch (error) {
-          if (!isRaftKvError(error)) throw error;
-        }
+        const term = leader.term;
+        p.acceptedTerm = term;
+        leader.replica.propose(encodeCommand({ type: 'put', key: p.value, value: new TextEncoder().encode(p.value) }), (error) => {
+          if (error !== null && !isRaftKvError(error)) throw error;
+          // Refused or lost: the next leader (or this one's next term) is asked again.
+          if (error !== null && (isRaftKvError(error, ErrorCode.NOT_LEADER) || isRaftKvError(error, ErrorCode.PROPOSAL_DROPPED)) && p.acceptedTerm === term) p.acceptedTerm = null;
+        });
       }
-      this.#afterInput(leader);
     }
     this.#after(this.opts.tickUnits, () => this.#driveProbes());
   }
 
   /** Each probe writes its own key, so a snapshot that covers it shows it too. */
   #probeApplied(value: string): boolean {
-    return this.#nodes.every((n) => n.state.has(value));
+    return this.#nodes.every((n) => n.state === 'up' && n.sm.kv.get(value) !== null);
   }
 
   /** True once every probe is applied on every node; at the deadline, a miss is a violation. */
@@ -733,7 +850,7 @@ export class Simulation {
       return true;
     }
     if (deadline) {
-      const where = this.#nodes.map((n) => `${n.id}:${n.role}/t${n.term}/commit${n.commitSeen}/applied${n.applied}`).join(' ');
+      const where = this.#nodes.map((n) => `${n.id}:${n.state}/${n.role}/t${n.term}/commit${n.commitSeen}/applied${n.sm.appliedIndex}`).join(' ');
       this.#fail({
         property: 'liveness',
         detail: `${this.opts.livenessTicksMax} ticks after the faults stopped, not every probe was applied on every node (${where})`,
@@ -747,8 +864,9 @@ export class Simulation {
   #checkHistory(): void {
     const ops: Operation[] = [];
     for (const op of this.#history) {
+      if (op.complete !== null && op.complete < 0) continue; // refused, or never answered: constrains nothing
       if (op.kind === 'read') {
-        if (op.complete === null || op.complete < 0) continue; // unanswered reads constrain nothing
+        if (op.complete === null) continue;
       } else if (op.complete === null) {
         this.stats.writesIndeterminate++;
       }

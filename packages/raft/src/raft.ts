@@ -1,6 +1,7 @@
 import { assert, assertNever } from './assert.js';
 import { resolveConfig, type RaftConfig, type ResolvedRaftConfig } from './config.js';
 import { ErrorCode, RaftKvError } from './errors.js';
+import { LeaderLease, leaseTicks } from './lease.js';
 import { RaftLog } from './log.js';
 import { majorityValue, voteResult } from './quorum.js';
 import { PENDING_READS_MAX, ReadOnly } from './read-only.js';
@@ -61,6 +62,11 @@ export class Raft {
   /** Votes received in the current (pre-)election: true = granted. */
   readonly votes = new Map<NodeId, boolean>();
 
+  /**
+   * This node's logical clock: the ticks since it was constructed. Never reset; the leader
+   * lease is measured on it.
+   */
+  #tickCount = 0;
   /** Ticks since the last election timeout reset (followers, candidates) or check-quorum round (leader). */
   electionElapsed = 0;
   heartbeatElapsed = 0;
@@ -72,6 +78,7 @@ export class Raft {
   uncommittedBytes = 0;
 
   readonly readOnly = new ReadOnly();
+  readonly lease: LeaderLease;
   /** Reads that arrived before this leader committed an entry of its term (thesis section 6.4 step 1). */
   readsBeforeFirstCommit: { from: NodeId; context: ReadContext }[] = [];
 
@@ -87,6 +94,7 @@ export class Raft {
     this.cfg = resolveConfig(config);
     this.id = this.cfg.id;
     this.log = new RaftLog(this.cfg.storage, this.cfg.applied);
+    this.lease = new LeaderLease(leaseTicks(this.cfg.electionTimeoutTicks, this.cfg.clockDriftMax));
     const { hardState, confState } = this.cfg.storage.initialState();
     this.term = hardState.term;
     this.vote = hardState.vote;
@@ -139,6 +147,7 @@ export class Raft {
     }
     this.uncommittedBytes = 0;
     this.readOnly.reset();
+    this.lease.reset();
     this.readsBeforeFirstCommit = [];
   }
 
@@ -180,6 +189,7 @@ export class Raft {
   // ---------------------------------------------------------------- inputs
 
   tick(): void {
+    this.#tickCount++;
     if (this.role === Role.Leader) this.#tickHeartbeat();
     else this.#tickElection();
   }
@@ -300,14 +310,13 @@ export class Raft {
 
   /**
    * Linearizable read (thesis section 6.4): the answer arrives as a ReadState in a Ready. With
-   * `lease`, a leader answers at once from its commit index, relying on check-quorum and the
-   * followers' leader lease instead of a heartbeat round (thesis section 6.4.1): correct only
-   * while clocks drift less than the election timeout allows. Elsewhere a lease read is a
-   * ReadIndex read.
+   * `lease`, a leader whose lease holds answers at once from its commit index, relying on the
+   * followers' refusal to vote instead of a heartbeat round (thesis section 6.4.1); see
+   * `#leaseHolds`. Otherwise, and on followers, a lease read is a ReadIndex read.
    */
   readIndex(context: ReadContext, mode: 'read-index' | 'lease' = 'read-index'): void {
     if (this.role === Role.Leader) {
-      if (mode === 'lease' && this.cfg.checkQuorum && this.#committedInCurrentTerm()) {
+      if (mode === 'lease' && this.#leaseHolds()) {
         this.#answerRead(this.id, context, this.log.committed);
         return;
       }
@@ -386,16 +395,24 @@ export class Raft {
   #acceptHigherTerm(m: Message): boolean {
     if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
       // Thesis section 4.2.3: a node that heard from a live leader within the minimum election
-      // timeout ignores vote requests, so a removed or partitioned node cannot depose it. A
-      // transfer (TimeoutNow) was asked for by that leader and overrides this.
-      const inLease = this.cfg.checkQuorum && this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
-      if (inLease && !m.transfer) return false;
+      // timeout ignores vote requests, so a removed or partitioned node cannot depose it. Lease
+      // reads (section 6.4.1) rely on it. A transfer (TimeoutNow) was asked for by that leader
+      // and overrides this.
+      if (this.#honoursLease() && !m.transfer) return false;
     }
     if (m.type === 'MsgPreVote') return true; // a pre-vote never changes our term
     if (m.type === 'MsgPreVoteResp' && !m.reject) return true; // the future term is not ours yet
     const fromLeader = m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap';
     this.becomeFollower(m.term, fromLeader ? m.from : null);
     return true;
+  }
+
+  /**
+   * Whether this node honours a leader's lease (thesis sections 4.2.3 and 6.4.1): it heard from
+   * a leader less than an election timeout ago. A lease counts on it not to help elect another.
+   */
+  #honoursLease(): boolean {
+    return this.cfg.checkQuorum && this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
   }
 
   #answerStaleTerm(m: Message): void {
@@ -441,6 +458,7 @@ export class Raft {
         // one slot so the next append goes out and its answer resynchronises us.
         if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
         if (pr.match < this.log.lastIndex()) this.#sendAppend(m.from, true);
+        this.lease.recvAck(m.from, m.leaseTick, this.#tickCount);
         const released = this.readOnly.recvAck(m.from, m.readRound, this.id, this.voters);
         for (const read of released) this.#answerRead(read.from, read.context, read.index);
         if (this.readOnly.needsRound()) this.#startReadRound();
@@ -574,7 +592,7 @@ export class Raft {
     } else {
       this.log.commitTo(m.commit);
     }
-    this.send({ type: 'MsgHeartbeatResp', to: m.from, readRound: m.readRound });
+    this.send({ type: 'MsgHeartbeatResp', to: m.from, readRound: m.readRound, leaseTick: m.leaseTick });
   }
 
   #handleSnapshot(m: MsgSnap): void {
@@ -657,6 +675,18 @@ export class Raft {
     return this.log.term(this.log.committed) === this.term;
   }
 
+  /**
+   * The leader lease (thesis section 6.4.1): while it holds, no other node can have been elected,
+   * so this leader's commit index is the latest. It needs check-quorum (followers refuse votes
+   * only with it), an entry of this term committed (before that, the commit index may be behind
+   * the cluster's), and a heartbeat acknowledged by a majority sent recently enough on this
+   * node's clock (`LeaderLease`, `leaseTicks`). Assumes clock rates within `clockDriftMax` of each
+   * other, and a caller that brings `tick()` up to its clock before every input (see `RawNode.tick`).
+   */
+  #leaseHolds(): boolean {
+    return this.cfg.checkQuorum && this.#committedInCurrentTerm() && this.lease.holds(this.voters, this.id, this.#tickCount);
+  }
+
   #broadcastAppend(): void {
     for (const id of this.progress.keys()) {
       if (id !== this.id) this.#sendAppend(id, true);
@@ -697,7 +727,7 @@ export class Raft {
       if (id === this.id) continue;
       // Never tell a follower to commit beyond what it is known to hold.
       const commit = Math.min(pr.match, this.log.committed);
-      this.send({ type: 'MsgHeartbeat', to: id, commit, readRound: this.readOnly.currentRound });
+      this.send({ type: 'MsgHeartbeat', to: id, commit, readRound: this.readOnly.currentRound, leaseTick: this.#tickCount });
     }
   }
 

@@ -139,11 +139,15 @@ export interface MsgHeartbeat extends MessageHeader {
   readonly type: 'MsgHeartbeat';
   readonly commit: LogIndex;
   readonly readRound: number;
+  /** The leader's tick count when it created this heartbeat: the anchor of its lease (thesis section 6.4.1). */
+  readonly leaseTick: number;
 }
 
 export interface MsgHeartbeatResp extends MessageHeader {
   readonly type: 'MsgHeartbeatResp';
   readonly readRound: number;
+  /** Echoes the heartbeat's `leaseTick`. */
+  readonly leaseTick: number;
 }
 
 /** InstallSnapshot (paper section 7). */

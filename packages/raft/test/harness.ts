@@ -215,6 +215,17 @@ export class Network {
     }
   }
 
+  /**
+   * Ticks every given live node once, then stabilizes, `rounds` times: the nodes' clocks run in
+   * lockstep while messages flow.
+   */
+  tickLockstep(rounds: number, nodes: readonly NodeId[] = this.ids): void {
+    for (let k = 0; k < rounds; k++) {
+      for (const id of nodes) if (this.isUp(id)) this.tick(id);
+      this.stabilize();
+    }
+  }
+
   /** Ticks a leader through one heartbeat interval. */
   heartbeat(id: NodeId): void {
     this.tick(id, this.config.heartbeatIntervalTicks ?? 1);

@@ -34,6 +34,12 @@ export class LeaderLease {
   readonly #leaseTicks: number;
   /** Per peer, the largest `leaseTick` it echoed in this term. */
   readonly #ackedTicks = new Map<NodeId, number>();
+  /**
+   * MsgTimeoutNow was sent in this term. Its target campaigns with `transfer`, which overrides
+   * the followers' lease (thesis section 3.10), and it may do so at any later time (a delayed
+   * message), so no lease read is safe for the rest of the term.
+   */
+  #revoked = false;
 
   constructor(leaseTicks: number) {
     this.#leaseTicks = leaseTicks;
@@ -45,13 +51,18 @@ export class LeaderLease {
     if (leaseTick > (this.#ackedTicks.get(from) ?? NO_ACK)) this.#ackedTicks.set(from, leaseTick);
   }
 
+  revoke(): void {
+    this.#revoked = true;
+  }
+
   reset(): void {
     this.#ackedTicks.clear();
+    this.#revoked = false;
   }
 
   /** Whether a majority of `voters` still refuses to elect anyone else at `nowTick`; `self` counts as acknowledging now. */
   holds(voters: readonly NodeId[], self: NodeId, nowTick: number): boolean {
-    if (this.#leaseTicks < 1) return false;
+    if (this.#revoked || this.#leaseTicks < 1) return false;
     const anchor = majorityValue(voters, (id) => (id === self ? nowTick : (this.#ackedTicks.get(id) ?? NO_ACK)));
     return anchor !== NO_ACK && nowTick - anchor < this.#leaseTicks;
   }

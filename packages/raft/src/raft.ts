@@ -397,7 +397,7 @@ export class Raft {
       // Thesis section 4.2.3: a node that heard from a live leader within the minimum election
       // timeout ignores vote requests, so a removed or partitioned node cannot depose it. Lease
       // reads (section 6.4.1) rely on it. A transfer (TimeoutNow) was asked for by that leader
-      // and overrides this.
+      // and overrides this; the leader then serves no lease read (`LeaderLease.revoke`).
       if (this.#honoursLease() && !m.transfer) return false;
     }
     if (m.type === 'MsgPreVote') return true; // a pre-vote never changes our term
@@ -649,9 +649,7 @@ export class Raft {
     while (this.#sendAppend(m.from, false)) {
       /* keep sending */
     }
-    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.send({ type: 'MsgTimeoutNow', to: m.from });
-    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.#sendTimeoutNow(m.from);
   }
 
   /** Recomputes the commit index from the quorum's match indexes; true when it advanced. */
@@ -679,9 +677,10 @@ export class Raft {
    * The leader lease (thesis section 6.4.1): while it holds, no other node can have been elected,
    * so this leader's commit index is the latest. It needs check-quorum (followers refuse votes
    * only with it), an entry of this term committed (before that, the commit index may be behind
-   * the cluster's), and a heartbeat acknowledged by a majority sent recently enough on this
-   * node's clock (`LeaderLease`, `leaseTicks`). Assumes clock rates within `clockDriftMax` of each
-   * other, and a caller that brings `tick()` up to its clock before every input (see `RawNode.tick`).
+   * the cluster's), no MsgTimeoutNow sent in this term, and a heartbeat acknowledged by a
+   * majority sent recently enough on this node's clock (`LeaderLease`, `leaseTicks`). Assumes
+   * clock rates within `clockDriftMax` of each other, and a caller that brings `tick()` up to its
+   * clock before every input (see `RawNode.tick`).
    */
   #leaseHolds(): boolean {
     return this.cfg.checkQuorum && this.#committedInCurrentTerm() && this.lease.holds(this.voters, this.id, this.#tickCount);
@@ -766,8 +765,14 @@ export class Raft {
     this.leadTransferee = transferee;
     // The transfer must finish within an election timeout, measured from now.
     this.electionElapsed = 0;
-    if (pr.match === this.log.lastIndex()) this.send({ type: 'MsgTimeoutNow', to: transferee });
+    if (pr.match === this.log.lastIndex()) this.#sendTimeoutNow(transferee);
     else this.#sendAppend(transferee, true);
+  }
+
+  /** Asks `to` to campaign now, overriding the followers' lease: this leader's lease ends with it. */
+  #sendTimeoutNow(to: NodeId): void {
+    this.lease.revoke();
+    this.send({ type: 'MsgTimeoutNow', to });
   }
 
   // ---------------------------------------------------------------- output

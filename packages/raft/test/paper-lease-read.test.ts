@@ -5,7 +5,7 @@
  * (electionTimeoutTicks 10, clockDriftMax 0.1) it lasts floor(9 * 0.9 / 1.1) = 7 ticks.
  */
 import { describe, expect, it } from 'vitest';
-import { Role, type NodeId } from '../src/index.js';
+import { Role, type Message, type NodeId } from '../src/index.js';
 import { Network } from './harness.js';
 
 const ET = 10;
@@ -163,5 +163,59 @@ describe('6.4.1 the lease is anchored to when an acknowledged heartbeat was sent
     expect(net.readStates('n1')).toEqual([]);
     net.stabilize();
     expect(net.readStates('n1').map((r) => r.context)).toEqual(['r']);
+  });
+});
+
+describe('6.4.1 + 3.10 no lease read once leadership is being handed over', () => {
+  it('6.4.1: after sending MsgTimeoutNow, the old leader answers no lease read while the new leader commits', () => {
+    const net = new Network();
+    net.elect('n1');
+    net.propose('n1', 'a');
+    net.stabilize();
+    const stale = net.status('n1').commit;
+    net.node('n1').transferLeadership('n2');
+    net.handleReady('n1');
+    net.deliverAll(); // n2 receives MsgTimeoutNow and campaigns with `transfer`
+    net.isolate('n1'); // n1 learns nothing of it
+    net.stabilize();
+    expect(net.status('n2')).toMatchObject({ role: Role.Leader, term: 2 });
+    commitOnNewLeader(net, 'n2', 'b');
+    expect(net.status('n2').commit).toBeGreaterThan(stale);
+    // n1 ticked not once since its last acknowledged heartbeat: by its clock the lease holds.
+    expect(net.status('n1')).toMatchObject({ role: Role.Leader, term: 1, commit: stale });
+
+    net.node('n1').readIndex('stale?', 'lease');
+    net.stabilize();
+    expect(net.readStates('n1')).toEqual([]);
+  });
+
+  it('6.4.1: a MsgTimeoutNow delivered late, after the transfer was abandoned, finds the old leader serving no lease read', () => {
+    const net = new Network();
+    net.elect('n1');
+    net.propose('n1', 'a');
+    net.stabilize();
+    const held = net.drop((m) => m.type === 'MsgTimeoutNow');
+    net.node('n1').transferLeadership('n2');
+    net.stabilize();
+    const timeoutNow: Message = net.sentWhere({ type: 'MsgTimeoutNow' })[0]!;
+    // The transfer is abandoned after an election timeout; n1 leads on, its lease renewed.
+    net.tickLockstep(ET);
+    expect(net.status('n1')).toMatchObject({ role: Role.Leader, term: 1, leadTransferee: null });
+    net.propose('n1', 'b');
+    net.stabilize();
+    const stale = net.status('n1').commit;
+
+    held();
+    net.deliver(timeoutNow); // the network finally delivers it
+    net.isolate('n1');
+    net.stabilize();
+    expect(net.status('n2')).toMatchObject({ role: Role.Leader, term: 2 });
+    commitOnNewLeader(net, 'n2', 'c');
+    expect(net.status('n2').commit).toBeGreaterThan(stale);
+    expect(net.status('n1')).toMatchObject({ role: Role.Leader, term: 1, commit: stale });
+
+    net.node('n1').readIndex('stale?', 'lease');
+    net.stabilize();
+    expect(net.readStates('n1')).toEqual([]);
   });
 });

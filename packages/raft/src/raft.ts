@@ -67,6 +67,12 @@ export class Raft {
    * lease is measured on it.
    */
   #tickCount = 0;
+  /**
+   * For this many ticks after boot the node refuses to vote as if it had just heard from a
+   * leader (thesis section 6.4.1): before a crash it may have acknowledged a heartbeat that a
+   * leader's lease counts on. See the constructor.
+   */
+  readonly #bootLeaseTicks: number;
   /** Ticks since the last election timeout reset (followers, candidates) or check-quorum round (leader). */
   electionElapsed = 0;
   heartbeatElapsed = 0;
@@ -96,6 +102,12 @@ export class Raft {
     this.log = new RaftLog(this.cfg.storage, this.cfg.applied);
     this.lease = new LeaderLease(leaseTicks(this.cfg.electionTimeoutTicks, this.cfg.clockDriftMax));
     const { hardState, confState } = this.cfg.storage.initialState();
+    // A brand-new node (term 0, empty log) acknowledged no heartbeat: a follower answers a
+    // heartbeat only after the heartbeat's term is durable (`Ready`), and no leader exists in
+    // term 0. Skipping the boot lease there keeps a new cluster's first election fast. A node
+    // whose disk was wiped looks brand new too: that is the lost-disk risk of docs/architecture.md.
+    const brandNew = hardState.term === 0 && this.log.lastIndex() === 0;
+    this.#bootLeaseTicks = brandNew ? 0 : this.cfg.electionTimeoutTicks;
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.persistedTerm = hardState.term;
@@ -409,10 +421,13 @@ export class Raft {
 
   /**
    * Whether this node honours a leader's lease (thesis sections 4.2.3 and 6.4.1): it heard from
-   * a leader less than an election timeout ago. A lease counts on it not to help elect another.
+   * a leader less than an election timeout ago, or it booted less than one ago and may have
+   * acknowledged a heartbeat just before it stopped. A lease counts on it not to help elect another.
    */
   #honoursLease(): boolean {
-    return this.cfg.checkQuorum && this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
+    if (!this.cfg.checkQuorum) return false;
+    const heardLeader = this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
+    return heardLeader || this.#tickCount < this.#bootLeaseTicks;
   }
 
   #answerStaleTerm(m: Message): void {

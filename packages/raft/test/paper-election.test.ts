@@ -196,6 +196,7 @@ describe('5.4.1 election restriction', () => {
     for (const pre of [false, true]) {
       it(`5.4.1: a voter ${c.granted ? 'grants' : 'refuses'} a ${pre ? 'pre-vote' : 'vote'} to a candidate with ${c.name} (last term first, then length)`, () => {
         const net = new Network({ logs: { n2: [1, 1, 2] } });
+        net.tickPastBootLease(['n2']);
         net.node('n2').step(msg.vote('n1', 'n2', 3, c.last, { pre }));
         const rd = net.handleReady('n2');
         const type = pre ? 'MsgPreVoteResp' : 'MsgVoteResp';

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Role, type Message, type NodeId } from '../src/index.js';
-import { Network } from './harness.js';
+import { msg, Network } from './harness.js';
 
 const ET = 10;
 const LEASE_TICKS = 7;
@@ -217,5 +217,50 @@ describe('6.4.1 + 3.10 no lease read once leadership is being handed over', () =
     net.node('n1').readIndex('stale?', 'lease');
     net.stabilize();
     expect(net.readStates('n1')).toEqual([]);
+  });
+});
+
+describe('6.4.1 a restarted follower keeps the lease it may have acknowledged', () => {
+  /** n1 leads term 1; n3 acknowledged its heartbeat, then crashed and restarted. */
+  function restartedFollower(): { net: Network; term: number; last: { index: number; term: number } } {
+    const net = new Network();
+    net.elect('n1');
+    net.propose('n1', 'a');
+    net.stabilize();
+    net.heartbeat('n1');
+    net.stabilize();
+    net.crash('n3');
+    net.restart('n3');
+    net.stabilize(); // n3 applies its committed log again
+    const { term, lastIndex } = net.status('n3');
+    return { net, term, last: { index: lastIndex, term } };
+  }
+
+  it('6.4.1: for an election timeout after it restarts, a follower refuses higher-term votes and pre-votes', () => {
+    const { net, term, last } = restartedFollower();
+    const n3 = net.node('n3');
+    n3.step(msg.vote('n2', 'n3', term + 1, last));
+    n3.step(msg.vote('n2', 'n3', term + 1, last, { pre: true }));
+    expect(net.status('n3')).toMatchObject({ term, vote: 'n1' });
+    expect(n3.hasReady()).toBe(false); // not even an answer
+    net.tick('n3', ET - 1);
+    n3.step(msg.vote('n2', 'n3', term + 1, last, { pre: true }));
+    n3.step(msg.vote('n2', 'n3', term + 1, last));
+    expect(net.status('n3')).toMatchObject({ term, vote: 'n1' });
+    net.tick('n3');
+    n3.step(msg.vote('n2', 'n3', term + 1, last));
+    expect(net.status('n3')).toMatchObject({ term: term + 1, vote: 'n2' });
+  });
+
+  it('6.4.1: a restarted follower grants a vote with transfer=true at once (the leader asked for it)', () => {
+    const { net, term, last } = restartedFollower();
+    net.node('n3').step(msg.vote('n2', 'n3', term + 1, last, { transfer: true }));
+    expect(net.status('n3')).toMatchObject({ term: term + 1, vote: 'n2' });
+  });
+
+  it('6.4.1: a brand-new node (term 0, empty log) acknowledged nothing and votes at once', () => {
+    const net = new Network();
+    net.node('n2').step(msg.vote('n1', 'n2', 1, { index: 0, term: 0 }));
+    expect(net.status('n2')).toMatchObject({ term: 1, vote: 'n1' });
   });
 });

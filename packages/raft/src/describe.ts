@@ -26,7 +26,7 @@ export function describeMessage(m: Message): string {
     case 'MsgPreVoteResp':
       return `${head}${m.reject ? ' Rejected' : ' Granted'}`;
     case 'MsgHeartbeat':
-      return `${head} Commit:${m.commit} Round:${m.readRound} LeaseTick:${m.leaseTick}`;
+      return `${head} Commit:${m.commitTerm}/${m.commit} Round:${m.readRound} LeaseTick:${m.leaseTick}`;
     case 'MsgHeartbeatResp':
       return `${head} Round:${m.readRound} LeaseTick:${m.leaseTick}`;
     case 'MsgSnap':

@@ -604,8 +604,13 @@ export class Raft {
       // The leader caps `commit` at what we acknowledged in this term, so our log lost entries
       // we had made durable: the disk was wiped. Commit nothing we cannot see, and say so.
       this.send({ type: 'MsgLogLost', to: m.from, lastIndex });
-    } else {
+    } else if (this.log.matchTerm(m.commit, m.commitTerm)) {
       this.log.commitTo(m.commit);
+    } else if (m.commit > this.log.committed) {
+      // We hold a different entry where we acknowledged the leader's: the disk was replaced and
+      // refilled by someone else (a deposed leader). Commit none of it; our committed prefix is
+      // in the leader's log (paper section 5.4), so the leader re-probes from there.
+      this.send({ type: 'MsgLogLost', to: m.from, lastIndex: this.log.committed });
     }
     this.send({ type: 'MsgHeartbeatResp', to: m.from, readRound: m.readRound, leaseTick: m.leaseTick });
   }
@@ -739,9 +744,12 @@ export class Raft {
   #broadcastHeartbeat(): void {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
-      // Never tell a follower to commit beyond what it is known to hold.
-      const commit = Math.min(pr.match, this.log.committed);
-      this.send({ type: 'MsgHeartbeat', to: id, commit, readRound: this.readOnly.currentRound, leaseTick: this.#tickCount });
+      // Never tell a follower to commit beyond what it is known to hold. With the entry's term,
+      // so that it commits only if it holds this very entry; if that is compacted, commit nothing.
+      let commit = Math.min(pr.match, this.log.committed);
+      let commitTerm = this.log.term(commit);
+      if (commitTerm === undefined) [commit, commitTerm] = [0, 0];
+      this.send({ type: 'MsgHeartbeat', to: id, commit, commitTerm, readRound: this.readOnly.currentRound, leaseTick: this.#tickCount });
     }
   }
 

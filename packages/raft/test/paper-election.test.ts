@@ -123,7 +123,7 @@ describe('5.2 votes', () => {
   it('5.2: a candidate that receives a heartbeat from a leader of its own term steps down too', () => {
     const net = new Network({ config: { preVote: false } });
     net.campaign('n1');
-    net.node('n1').step({ type: 'MsgHeartbeat', from: 'n3', to: 'n1', term: 1, commit: 0, readRound: 0, leaseTick: 0 });
+    net.node('n1').step({ type: 'MsgHeartbeat', from: 'n3', to: 'n1', term: 1, commit: 0, commitTerm: 0, readRound: 0, leaseTick: 0 });
     expect(net.status('n1')).toMatchObject({ role: Role.Follower, term: 1, lead: 'n3' });
   });
 

@@ -184,6 +184,7 @@ export function validateMessage(value: unknown): Message {
         to,
         term,
         commit: expectCount(f['commit'], 'message.commit'),
+        commitTerm: expectCount(f['commitTerm'], 'message.commitTerm'),
         readRound: expectCount(f['readRound'], 'message.readRound'),
         leaseTick: expectCount(f['leaseTick'], 'message.leaseTick'),
       };

@@ -27,7 +27,7 @@ const body: fc.Arbitrary<Omit<Message, 'from' | 'to'>> = fc.oneof(
   fc.record({ type: fc.constant('MsgAppResp' as const), term: count, index: count, reject: fc.boolean(), rejectHint: count, logTerm: count }),
   fc.record({ type: fc.constantFrom('MsgVote' as const, 'MsgPreVote' as const), term: count, index: count, logTerm: count, transfer: fc.boolean() }),
   fc.record({ type: fc.constantFrom('MsgVoteResp' as const, 'MsgPreVoteResp' as const), term: count, reject: fc.boolean() }),
-  fc.record({ type: fc.constant('MsgHeartbeat' as const), term: count, commit: count, readRound: count, leaseTick: count }),
+  fc.record({ type: fc.constant('MsgHeartbeat' as const), term: count, commit: count, commitTerm: count, readRound: count, leaseTick: count }),
   fc.record({ type: fc.constant('MsgHeartbeatResp' as const), term: count, readRound: count, leaseTick: count }),
   fc.record({
     type: fc.constant('MsgSnap' as const),
@@ -160,7 +160,8 @@ describe('validateMessage', () => {
     ['an entry term below logTerm', { type: 'MsgApp', from: 'a', to: 'b', term: 3, index: 3, logTerm: 2, commit: 0, entries: [{ index: 4, term: 1, type: 'normal', data: new Uint8Array() }] }],
     ['entry data that is a string', { type: 'MsgApp', from: 'a', to: 'b', term: 1, index: 0, logTerm: 0, commit: 0, entries: [{ index: 1, term: 1, type: 'normal', data: 'abc' }] }],
     ['an unknown entry type', { type: 'MsgApp', from: 'a', to: 'b', term: 1, index: 0, logTerm: 0, commit: 0, entries: [{ index: 1, term: 1, type: 'weird', data: new Uint8Array() }] }],
-    ['a heartbeat without leaseTick (a peer of an older version)', { type: 'MsgHeartbeat', from: 'a', to: 'b', term: 1, commit: 0, readRound: 0 }],
+    ['a heartbeat without commitTerm (a peer of an older version)', { type: 'MsgHeartbeat', from: 'a', to: 'b', term: 1, commit: 0, readRound: 0, leaseTick: 0 }],
+    ['a heartbeat without leaseTick (a peer of an older version)', { type: 'MsgHeartbeat', from: 'a', to: 'b', term: 1, commit: 0, commitTerm: 0, readRound: 0 }],
     ['a heartbeat response with a negative leaseTick', { type: 'MsgHeartbeatResp', from: 'a', to: 'b', term: 1, readRound: 0, leaseTick: -1 }],
     ['a snapshot without a configuration', { type: 'MsgSnap', from: 'a', to: 'b', term: 1, snapshot: { meta: { index: 1, term: 1 }, data: new Uint8Array() } }],
     ['an array', [1, 2, 3]],

@@ -115,6 +115,15 @@ export class RawNode {
     return { index, term, confState: this.#raft.confState() };
   }
 
+  /**
+   * The metadata of a snapshot received from the leader that the core accepted and that the
+   * caller has not yet acknowledged with `advance()` (it is handed out, or about to be, in a
+   * Ready); null otherwise. After stepping a MsgSnap, this says whether the core took it.
+   */
+  pendingSnapshot(): SnapshotMeta | null {
+    return this.#raft.log.unstable.snapshot?.meta ?? null;
+  }
+
   hasReady(): boolean {
     if (this.#inFlight !== null) return false;
     const r = this.#raft;

@@ -155,7 +155,7 @@ function snapshotMessage(from: NodeId, to: NodeId): Message {
 }
 
 function heartbeat(from: NodeId, to: NodeId): Message {
-  return { type: 'MsgHeartbeat', from, to, term: FOREIGN_TERM, commit: 0, readRound: 0 };
+  return { type: 'MsgHeartbeat', from, to, term: FOREIGN_TERM, commit: 0, commitTerm: 0, readRound: 0, leaseTick: 0 };
 }
 
 async function rejections(c: ProcessCluster, id: NodeId, counts: Attack['counts'] = 'rejections'): Promise<number> {

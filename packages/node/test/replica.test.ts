@@ -142,14 +142,14 @@ describe('Replica: durability across crashes', () => {
   it('after a restart the term is the persisted one (it used to read 0 until the hard state changed)', () => {
     const n = new TestNode('n2', VOTERS);
     n.start();
-    n.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 5, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 } as never);
+    n.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 5, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 });
     n.drain();
     expect(n.r.term).toBe(5);
     n.log.crash(n.log.writtenCount);
     n.start();
     expect(n.r.term).toBe(5);
     // A heartbeat of the same term changes no hard state; the leader is known, with its term.
-    n.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 5, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 } as never);
+    n.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 5, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 });
     n.drain();
     expect(n.r.leader).toBe('n1');
     expect(n.r.term).toBe(5);
@@ -160,7 +160,7 @@ describe('Replica: requests', () => {
   it('a read asked before a restart cannot be answered by a late response after it: contexts are unique per incarnation', () => {
     const f = new TestNode('n2', VOTERS);
     f.start();
-    f.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 1, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 } as never);
+    f.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 1, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 });
     f.drain();
     f.r.read('linearizable', () => undefined);
     f.drain();
@@ -168,7 +168,7 @@ describe('Replica: requests', () => {
     expect(before).toBeDefined();
     f.log.crash(f.log.writtenCount);
     f.start();
-    f.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 1, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 } as never);
+    f.r.step({ type: 'MsgHeartbeat', from: 'n1', to: 'n2', term: 1, commit: 0, readRound: 0, commitTerm: 0, leaseTick: 0 });
     f.drain();
     const read = outcome();
     f.r.read('linearizable', read.done);

@@ -22,6 +22,12 @@ export interface RaftConfig {
   readonly preVote?: boolean;
   /** Check-quorum (thesis section 6.2): a leader steps down when it has not heard from a quorum. */
   readonly checkQuorum?: boolean;
+  /**
+   * The largest relative difference between the tick rates of any two nodes' clocks that lease
+   * reads tolerate: each node's ticks run at between (1 - d) and (1 + d) times the nominal rate.
+   * The leader lease shrinks with it (see `leaseTicks` in lease.ts). In [0, 1).
+   */
+  readonly clockDriftMax?: number;
   /** Upper bound on the entry bytes in one MsgApp. */
   readonly msgBytesMax?: number;
   /** Upper bound on MsgApp messages in flight to one follower (pipelining window). */
@@ -42,6 +48,7 @@ export const RAFT_DEFAULTS = {
   applied: 0,
   preVote: true,
   checkQuorum: true,
+  clockDriftMax: 0.1,
   msgBytesMax: 1024 * 1024,
   inflightCountMax: 256,
   committedBytesPerReadyMax: 16 * 1024 * 1024,
@@ -68,6 +75,7 @@ export function resolveConfig(config: RaftConfig): ResolvedRaftConfig {
     if (!(Number.isInteger(resolved[key]) && resolved[key] >= 1)) fail(`${key} must be an integer >= 1, got ${resolved[key]}`);
   }
   if (!(Number.isInteger(resolved.applied) && resolved.applied >= 0)) fail(`applied must be an integer >= 0, got ${resolved.applied}`);
+  if (!(typeof resolved.clockDriftMax === 'number' && resolved.clockDriftMax >= 0 && resolved.clockDriftMax < 1)) fail(`clockDriftMax must be in [0, 1), got ${resolved.clockDriftMax}`);
   return resolved;
 }
 

@@ -26,9 +26,9 @@ export function describeMessage(m: Message): string {
     case 'MsgPreVoteResp':
       return `${head}${m.reject ? ' Rejected' : ' Granted'}`;
     case 'MsgHeartbeat':
-      return `${head} Commit:${m.commit} Round:${m.readRound}`;
+      return `${head} Commit:${m.commitTerm}/${m.commit} Round:${m.readRound} LeaseTick:${m.leaseTick}`;
     case 'MsgHeartbeatResp':
-      return `${head} Round:${m.readRound}`;
+      return `${head} Round:${m.readRound} LeaseTick:${m.leaseTick}`;
     case 'MsgSnap':
       return `${head} Snapshot:${m.snapshot.meta.term}/${m.snapshot.meta.index} Voters:${m.snapshot.meta.confState.voters.join(',')}`;
     case 'MsgTimeoutNow':

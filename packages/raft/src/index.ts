@@ -4,6 +4,7 @@ export type { RaftConfig, ResolvedRaftConfig } from './config.js';
 export { describeEntry, describeMessage, describeReady } from './describe.js';
 export { ErrorCode, isRaftKvError, RaftKvError } from './errors.js';
 export type { RaftKvErrorOptions } from './errors.js';
+export { leaseTicks } from './lease.js';
 export { RaftLog } from './log.js';
 export { UnstableLog } from './log-unstable.js';
 export { majorityValue, voteResult } from './quorum.js';

@@ -1,6 +1,7 @@
 import { assert, assertNever } from './assert.js';
 import { resolveConfig, type RaftConfig, type ResolvedRaftConfig } from './config.js';
 import { ErrorCode, RaftKvError } from './errors.js';
+import { LeaderLease, leaseTicks } from './lease.js';
 import { RaftLog } from './log.js';
 import { majorityValue, voteResult } from './quorum.js';
 import { PENDING_READS_MAX, ReadOnly } from './read-only.js';
@@ -61,6 +62,17 @@ export class Raft {
   /** Votes received in the current (pre-)election: true = granted. */
   readonly votes = new Map<NodeId, boolean>();
 
+  /**
+   * This node's logical clock: the ticks since it was constructed. Never reset; the leader
+   * lease is measured on it.
+   */
+  #tickCount = 0;
+  /**
+   * For this many ticks after boot the node refuses to vote as if it had just heard from a
+   * leader (thesis section 6.4.1): before a crash it may have acknowledged a heartbeat that a
+   * leader's lease counts on. See the constructor.
+   */
+  readonly #bootLeaseTicks: number;
   /** Ticks since the last election timeout reset (followers, candidates) or check-quorum round (leader). */
   electionElapsed = 0;
   heartbeatElapsed = 0;
@@ -72,6 +84,7 @@ export class Raft {
   uncommittedBytes = 0;
 
   readonly readOnly = new ReadOnly();
+  readonly lease: LeaderLease;
   /** Reads that arrived before this leader committed an entry of its term (thesis section 6.4 step 1). */
   readsBeforeFirstCommit: { from: NodeId; context: ReadContext }[] = [];
 
@@ -87,7 +100,14 @@ export class Raft {
     this.cfg = resolveConfig(config);
     this.id = this.cfg.id;
     this.log = new RaftLog(this.cfg.storage, this.cfg.applied);
+    this.lease = new LeaderLease(leaseTicks(this.cfg.electionTimeoutTicks, this.cfg.clockDriftMax));
     const { hardState, confState } = this.cfg.storage.initialState();
+    // A brand-new node (term 0, empty log) acknowledged no heartbeat: a follower answers a
+    // heartbeat only after the heartbeat's term is durable (`Ready`), and no leader exists in
+    // term 0. Skipping the boot lease there keeps a new cluster's first election fast. A node
+    // whose disk was wiped looks brand new too: that is the lost-disk risk of docs/architecture.md.
+    const brandNew = hardState.term === 0 && this.log.lastIndex() === 0;
+    this.#bootLeaseTicks = brandNew ? 0 : this.cfg.electionTimeoutTicks;
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.persistedTerm = hardState.term;
@@ -139,6 +159,7 @@ export class Raft {
     }
     this.uncommittedBytes = 0;
     this.readOnly.reset();
+    this.lease.reset();
     this.readsBeforeFirstCommit = [];
   }
 
@@ -180,6 +201,7 @@ export class Raft {
   // ---------------------------------------------------------------- inputs
 
   tick(): void {
+    this.#tickCount++;
     if (this.role === Role.Leader) this.#tickHeartbeat();
     else this.#tickElection();
   }
@@ -300,14 +322,13 @@ export class Raft {
 
   /**
    * Linearizable read (thesis section 6.4): the answer arrives as a ReadState in a Ready. With
-   * `lease`, a leader answers at once from its commit index, relying on check-quorum and the
-   * followers' leader lease instead of a heartbeat round (thesis section 6.4.1): correct only
-   * while clocks drift less than the election timeout allows. Elsewhere a lease read is a
-   * ReadIndex read.
+   * `lease`, a leader whose lease holds answers at once from its commit index, relying on the
+   * followers' refusal to vote instead of a heartbeat round (thesis section 6.4.1); see
+   * `#leaseHolds`. Otherwise, and on followers, a lease read is a ReadIndex read.
    */
   readIndex(context: ReadContext, mode: 'read-index' | 'lease' = 'read-index'): void {
     if (this.role === Role.Leader) {
-      if (mode === 'lease' && this.cfg.checkQuorum && this.#committedInCurrentTerm()) {
+      if (mode === 'lease' && this.#leaseHolds()) {
         this.#answerRead(this.id, context, this.log.committed);
         return;
       }
@@ -386,16 +407,27 @@ export class Raft {
   #acceptHigherTerm(m: Message): boolean {
     if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
       // Thesis section 4.2.3: a node that heard from a live leader within the minimum election
-      // timeout ignores vote requests, so a removed or partitioned node cannot depose it. A
-      // transfer (TimeoutNow) was asked for by that leader and overrides this.
-      const inLease = this.cfg.checkQuorum && this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
-      if (inLease && !m.transfer) return false;
+      // timeout ignores vote requests, so a removed or partitioned node cannot depose it. Lease
+      // reads (section 6.4.1) rely on it. A transfer (TimeoutNow) was asked for by that leader
+      // and overrides this; the leader then serves no lease read (`LeaderLease.revoke`).
+      if (this.#honoursLease() && !m.transfer) return false;
     }
     if (m.type === 'MsgPreVote') return true; // a pre-vote never changes our term
     if (m.type === 'MsgPreVoteResp' && !m.reject) return true; // the future term is not ours yet
     const fromLeader = m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap';
     this.becomeFollower(m.term, fromLeader ? m.from : null);
     return true;
+  }
+
+  /**
+   * Whether this node honours a leader's lease (thesis sections 4.2.3 and 6.4.1): it heard from
+   * a leader less than an election timeout ago, or it booted less than one ago and may have
+   * acknowledged a heartbeat just before it stopped. A lease counts on it not to help elect another.
+   */
+  #honoursLease(): boolean {
+    if (!this.cfg.checkQuorum) return false;
+    const heardLeader = this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
+    return heardLeader || this.#tickCount < this.#bootLeaseTicks;
   }
 
   #answerStaleTerm(m: Message): void {
@@ -441,6 +473,7 @@ export class Raft {
         // one slot so the next append goes out and its answer resynchronises us.
         if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
         if (pr.match < this.log.lastIndex()) this.#sendAppend(m.from, true);
+        this.lease.recvAck(m.from, m.leaseTick, this.#tickCount);
         const released = this.readOnly.recvAck(m.from, m.readRound, this.id, this.voters);
         for (const read of released) this.#answerRead(read.from, read.context, read.index);
         if (this.readOnly.needsRound()) this.#startReadRound();
@@ -571,10 +604,15 @@ export class Raft {
       // The leader caps `commit` at what we acknowledged in this term, so our log lost entries
       // we had made durable: the disk was wiped. Commit nothing we cannot see, and say so.
       this.send({ type: 'MsgLogLost', to: m.from, lastIndex });
-    } else {
+    } else if (this.log.matchTerm(m.commit, m.commitTerm)) {
       this.log.commitTo(m.commit);
+    } else if (m.commit > this.log.committed) {
+      // We hold a different entry where we acknowledged the leader's: the disk was replaced and
+      // refilled by someone else (a deposed leader). Commit none of it; our committed prefix is
+      // in the leader's log (paper section 5.4), so the leader re-probes from there.
+      this.send({ type: 'MsgLogLost', to: m.from, lastIndex: this.log.committed });
     }
-    this.send({ type: 'MsgHeartbeatResp', to: m.from, readRound: m.readRound });
+    this.send({ type: 'MsgHeartbeatResp', to: m.from, readRound: m.readRound, leaseTick: m.leaseTick });
   }
 
   #handleSnapshot(m: MsgSnap): void {
@@ -631,9 +669,7 @@ export class Raft {
     while (this.#sendAppend(m.from, false)) {
       /* keep sending */
     }
-    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.send({ type: 'MsgTimeoutNow', to: m.from });
-    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.#sendTimeoutNow(m.from);
   }
 
   /** Recomputes the commit index from the quorum's match indexes; true when it advanced. */
@@ -655,6 +691,19 @@ export class Raft {
 
   #committedInCurrentTerm(): boolean {
     return this.log.term(this.log.committed) === this.term;
+  }
+
+  /**
+   * The leader lease (thesis section 6.4.1): while it holds, no other node can have been elected,
+   * so this leader's commit index is the latest. It needs check-quorum (followers refuse votes
+   * only with it), an entry of this term committed (before that, the commit index may be behind
+   * the cluster's), no MsgTimeoutNow sent in this term, and a heartbeat acknowledged by a
+   * majority sent recently enough on this node's clock (`LeaderLease`, `leaseTicks`). Assumes
+   * clock rates within `clockDriftMax` of each other, and a caller that brings `tick()` up to its
+   * clock before every input (see `RawNode.tick`).
+   */
+  #leaseHolds(): boolean {
+    return this.cfg.checkQuorum && this.#committedInCurrentTerm() && this.lease.holds(this.voters, this.id, this.#tickCount);
   }
 
   #broadcastAppend(): void {
@@ -695,9 +744,12 @@ export class Raft {
   #broadcastHeartbeat(): void {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
-      // Never tell a follower to commit beyond what it is known to hold.
-      const commit = Math.min(pr.match, this.log.committed);
-      this.send({ type: 'MsgHeartbeat', to: id, commit, readRound: this.readOnly.currentRound });
+      // Never tell a follower to commit beyond what it is known to hold. With the entry's term,
+      // so that it commits only if it holds this very entry; if that is compacted, commit nothing.
+      let commit = Math.min(pr.match, this.log.committed);
+      let commitTerm = this.log.term(commit);
+      if (commitTerm === undefined) [commit, commitTerm] = [0, 0];
+      this.send({ type: 'MsgHeartbeat', to: id, commit, commitTerm, readRound: this.readOnly.currentRound, leaseTick: this.#tickCount });
     }
   }
 
@@ -736,8 +788,14 @@ export class Raft {
     this.leadTransferee = transferee;
     // The transfer must finish within an election timeout, measured from now.
     this.electionElapsed = 0;
-    if (pr.match === this.log.lastIndex()) this.send({ type: 'MsgTimeoutNow', to: transferee });
+    if (pr.match === this.log.lastIndex()) this.#sendTimeoutNow(transferee);
     else this.#sendAppend(transferee, true);
+  }
+
+  /** Asks `to` to campaign now, overriding the followers' lease: this leader's lease ends with it. */
+  #sendTimeoutNow(to: NodeId): void {
+    this.lease.revoke();
+    this.send({ type: 'MsgTimeoutNow', to });
   }
 
   // ---------------------------------------------------------------- output

@@ -42,7 +42,16 @@ export class RawNode {
     return this.#raft.id;
   }
 
-  /** Advances logical time by one tick (the caller decides how long a tick is). */
+  /**
+   * Advances logical time by one tick (the caller decides how long a tick is).
+   *
+   * **Lease reads depend on it**: the leader lease (`readIndex(context, 'lease')`) is measured in
+   * this node's ticks, so the caller must bring the ticks up to its monotonic clock before every
+   * other input (`step`, `readIndex`, `propose`, ...): after a pause (GC, SIGSTOP, a slow disk)
+   * deliver every tick that is due first, so that the node wakes with its lease expired instead
+   * of answering from a commit index that others have moved past. Tick rates may differ between
+   * nodes by at most `clockDriftMax`.
+   */
   tick(): void {
     this.#raft.tick();
   }
@@ -65,7 +74,10 @@ export class RawNode {
   /**
    * Asks for a linearizable read. The answer comes as a ReadState with the same context in a
    * later Ready; it may never come (leadership lost, message lost), so callers time out.
-   * Throws NOT_LEADER when no leader is known. `lease`: see `Raft.readIndex`.
+   * Throws NOT_LEADER when no leader is known. With `lease`, a leader whose lease holds answers
+   * in the next Ready without a heartbeat round (thesis section 6.4.1); otherwise the read is a
+   * ReadIndex read. The lease is only as good as the ticks: see `tick` for what the caller must
+   * do before calling this.
    */
   readIndex(context: ReadContext, mode: 'read-index' | 'lease' = 'read-index'): void {
     this.#raft.readIndex(context, mode);
@@ -104,8 +116,9 @@ export class RawNode {
   }
 
   /**
-   * The snapshot from the leader that the core accepted and that `advance()` has not yet
-   * acknowledged: the caller stepped a MsgSnap and asks whether the core took it.
+   * The metadata of a snapshot received from the leader that the core accepted and that the
+   * caller has not yet acknowledged with `advance()` (it is handed out, or about to be, in a
+   * Ready); null otherwise. After stepping a MsgSnap, this says whether the core took it.
    */
   pendingSnapshot(): SnapshotMeta | null {
     return this.#raft.log.unstable.snapshot?.meta ?? null;

@@ -138,12 +138,23 @@ export interface MsgVoteResp extends MessageHeader {
 export interface MsgHeartbeat extends MessageHeader {
   readonly type: 'MsgHeartbeat';
   readonly commit: LogIndex;
+  /**
+   * The term of the leader's entry at `commit` (0 with `commit` 0, sent when that entry is
+   * compacted). The follower commits only if its own log holds (commit, commitTerm): a log as
+   * long as the leader's but different (a replaced disk refilled by a deposed leader) must not
+   * commit its foreign entries. Log matching (paper section 5.3) then covers the whole prefix.
+   */
+  readonly commitTerm: Term;
   readonly readRound: number;
+  /** The leader's tick count when it created this heartbeat: the anchor of its lease (thesis section 6.4.1). */
+  readonly leaseTick: number;
 }
 
 export interface MsgHeartbeatResp extends MessageHeader {
   readonly type: 'MsgHeartbeatResp';
   readonly readRound: number;
+  /** Echoes the heartbeat's `leaseTick`. */
+  readonly leaseTick: number;
 }
 
 /** InstallSnapshot (paper section 7). */
@@ -177,14 +188,20 @@ export interface MsgTransferLeader extends MessageHeader {
 }
 
 /**
- * A follower tells its leader that its log ends before what the leader believes it holds: its
- * data directory was wiped or lost. Raft's own rules never shrink a log below what the follower
- * acknowledged in the same term, so only a lost disk causes this. The leader forgets its view of
- * the follower's log and probes again, or sends a snapshot.
+ * A follower tells its leader that its log does not hold what the leader believes it holds: it
+ * ends earlier, or it holds a different entry at the heartbeat's commit index. Its data
+ * directory was wiped or lost (and maybe refilled since by a deposed leader). Raft's own rules
+ * never shrink or change a log below what the follower acknowledged in the same term, so only a
+ * lost disk causes this. The leader forgets its view of the follower's log and probes again
+ * from `lastIndex`, or sends a snapshot.
  */
 export interface MsgLogLost extends MessageHeader {
   readonly type: 'MsgLogLost';
-  /** The follower's last index now. */
+  /**
+   * Where the follower's log is known to match the leader's at most: its last index when the
+   * log is too short, its commit index when it holds a different entry (a committed prefix is in
+   * every later leader's log, paper section 5.4).
+   */
   readonly lastIndex: LogIndex;
 }
 

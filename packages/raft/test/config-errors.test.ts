@@ -22,6 +22,9 @@ describe('configuration is validated with a typed error', () => {
     ['an inflight window of 0', { inflightCountMax: 0 }],
     ['a message byte limit of 0', { msgBytesMax: 0 }],
     ['a negative applied index', { applied: -1 }],
+    ['a negative clock drift', { clockDriftMax: -0.1 }],
+    ['a clock drift of 1 (a clock may stop)', { clockDriftMax: 1 }],
+    ['a clock drift that is not a number', { clockDriftMax: Number.NaN }],
   ])('rejects %s', (_what, override) => {
     expect(codeOf(() => new RawNode({ ...base(), ...override }))).toBe(ErrorCode.INVALID_CONFIG);
   });

@@ -215,6 +215,33 @@ export class Network {
     }
   }
 
+  /**
+   * Ticks every given live node once, then stabilizes, `rounds` times: the nodes' clocks run in
+   * lockstep while messages flow.
+   */
+  tickLockstep(rounds: number, nodes: readonly NodeId[] = this.ids): void {
+    for (let k = 0; k < rounds; k++) {
+      for (const id of nodes) if (this.isUp(id)) this.tick(id);
+      this.stabilize();
+    }
+  }
+
+  /**
+   * Lets an election timeout pass on every live node (default) or on `nodes`, with no message
+   * moving: a node started from stored state refuses votes for that long after it boots (its
+   * boot lease, thesis section 6.4.1), so tests that elect a leader among restarted nodes at
+   * once wait it out first. Throws if an election timer fired meanwhile: the nodes would no
+   * longer be where the test put them (try another seed).
+   */
+  tickPastBootLease(nodes: readonly NodeId[] = this.ids): void {
+    const ticks = this.config.electionTimeoutTicks ?? 10;
+    for (const id of nodes) {
+      if (!this.isUp(id)) continue;
+      this.tick(id, ticks);
+      if (this.status(id).role !== Role.Follower) throw new Error(`${id} campaigned while waiting out its boot lease`);
+    }
+  }
+
   /** Ticks a leader through one heartbeat interval. */
   heartbeat(id: NodeId): void {
     this.tick(id, this.config.heartbeatIntervalTicks ?? 1);

@@ -123,7 +123,7 @@ describe('5.2 votes', () => {
   it('5.2: a candidate that receives a heartbeat from a leader of its own term steps down too', () => {
     const net = new Network({ config: { preVote: false } });
     net.campaign('n1');
-    net.node('n1').step({ type: 'MsgHeartbeat', from: 'n3', to: 'n1', term: 1, commit: 0, readRound: 0 });
+    net.node('n1').step({ type: 'MsgHeartbeat', from: 'n3', to: 'n1', term: 1, commit: 0, commitTerm: 0, readRound: 0, leaseTick: 0 });
     expect(net.status('n1')).toMatchObject({ role: Role.Follower, term: 1, lead: 'n3' });
   });
 
@@ -196,6 +196,7 @@ describe('5.4.1 election restriction', () => {
     for (const pre of [false, true]) {
       it(`5.4.1: a voter ${c.granted ? 'grants' : 'refuses'} a ${pre ? 'pre-vote' : 'vote'} to a candidate with ${c.name} (last term first, then length)`, () => {
         const net = new Network({ logs: { n2: [1, 1, 2] } });
+        net.tickPastBootLease(['n2']);
         net.node('n2').step(msg.vote('n1', 'n2', 3, c.last, { pre }));
         const rd = net.handleReady('n2');
         const type = pre ? 'MsgPreVoteResp' : 'MsgVoteResp';

@@ -17,7 +17,10 @@ describe('6.4 ReadIndex on the leader', () => {
 
     net.node('n1').readIndex('r1');
     const rd = net.handleReady('n1');
-    expect(rd?.messages.map(describeMessage)).toEqual([`n1->n2 MsgHeartbeat Term:1 Commit:${commit} Round:1`, `n1->n3 MsgHeartbeat Term:1 Commit:${commit} Round:1`]);
+    expect(rd?.messages.map(describeMessage)).toEqual([
+      `n1->n2 MsgHeartbeat Term:1 Commit:1/${commit} Round:1 LeaseTick:1`,
+      `n1->n3 MsgHeartbeat Term:1 Commit:1/${commit} Round:1 LeaseTick:1`,
+    ]);
     expect(rd?.readStates).toEqual([]);
     net.queue = net.queue.filter((m) => m.to === 'n2'); // the heartbeat to n3 is lost
     net.deliverAll(); // n2 receives it

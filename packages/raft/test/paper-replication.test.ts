@@ -13,6 +13,7 @@ const terms = (net: Network, id: string): number[] => net.node(id).entries(net.s
 describe('5.3 replication basics', () => {
   it('8: a new leader appends a no-op entry of its own term, and committing it commits everything before it', () => {
     const net = new Network({ logs: { n1: [1, 1], n2: [1, 1], n3: [1] }, hardStates: { n1: { term: 1 }, n2: { term: 1 }, n3: { term: 1 } } });
+    net.tickPastBootLease();
     net.elect('n1');
     const term = net.status('n1').term;
     const [noop] = net.node('n1').entries(3, 4);
@@ -119,6 +120,7 @@ describe('5.3 fast back-off (thesis 5.3)', () => {
   for (const c of cases) {
     it(`5.3: a follower with ${c.name} converges in a few rejections (at most its divergent terms + 2)`, () => {
       const net = new Network({ logs: { n1: c.leader, n2: c.leader, n3: c.follower } });
+      net.tickPastBootLease();
       net.elect('n1');
       net.stabilize();
       expect(terms(net, 'n3')).toEqual(terms(net, 'n1'));

@@ -128,6 +128,31 @@ describe('7 InstallSnapshot', () => {
     expect(net.applied('n2')).toEqual(['s1', 's2', 's3', 's4']);
   });
 
+  it('7: RawNode.pendingSnapshot names a snapshot the core accepted until advance(), and is null for one it did not take', () => {
+    const net = new Network({ logs: { n2: [1, 1, 1, 1, 1] }, hardStates: { n2: { commit: 2 } } });
+    const n2 = net.node('n2');
+    expect(n2.pendingSnapshot()).toBeNull();
+    // It holds entry 1/3: it keeps its log and only commits (paper section 7).
+    n2.step({ type: 'MsgSnap', from: 'n1', to: 'n2', term: 1, snapshot: { meta: { index: 3, term: 1, confState: VOTERS }, data: bytes('[]') } });
+    expect(n2.pendingSnapshot()).toBeNull();
+    net.handleReady('n2');
+    // A conflicting snapshot replaces the log: pending until the Ready carrying it is acknowledged.
+    const meta = { index: 4, term: 2, confState: VOTERS };
+    const records: Applied[] = [1, 2, 3, 4].map((i) => ({ index: i, term: i < 4 ? 1 : 2, data: `s${i}` }));
+    n2.step({ type: 'MsgSnap', from: 'n1', to: 'n2', term: 2, snapshot: { meta, data: bytes(JSON.stringify(records)) } });
+    expect(n2.pendingSnapshot()).toEqual(meta);
+    const rd = n2.ready();
+    expect(rd.snapshot?.meta).toEqual(meta);
+    expect(n2.pendingSnapshot()).toEqual(meta);
+    net.persist('n2', rd);
+    net.apply('n2', rd);
+    n2.advance();
+    expect(n2.pendingSnapshot()).toBeNull();
+    // An older snapshot is refused.
+    n2.step({ type: 'MsgSnap', from: 'n1', to: 'n2', term: 2, snapshot: { meta: { index: 3, term: 1, confState: VOTERS }, data: bytes('[]') } });
+    expect(n2.pendingSnapshot()).toBeNull();
+  });
+
   it('7: MemoryStorage.applySnapshot keeps the stored entries after a snapshot whose last entry it holds', () => {
     const storage = new MemoryStorage(VOTERS);
     storage.append([1, 2, 3, 4, 5].map((i) => entry(1, i)));

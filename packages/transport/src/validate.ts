@@ -178,9 +178,18 @@ export function validateMessage(value: unknown): Message {
     case 'MsgPreVoteResp':
       return { type: t, from, to, term, reject: expectBoolean(f['reject'], 'message.reject') };
     case 'MsgHeartbeat':
-      return { type: t, from, to, term, commit: expectCount(f['commit'], 'message.commit'), readRound: expectCount(f['readRound'], 'message.readRound') };
+      return {
+        type: t,
+        from,
+        to,
+        term,
+        commit: expectCount(f['commit'], 'message.commit'),
+        commitTerm: expectCount(f['commitTerm'], 'message.commitTerm'),
+        readRound: expectCount(f['readRound'], 'message.readRound'),
+        leaseTick: expectCount(f['leaseTick'], 'message.leaseTick'),
+      };
     case 'MsgHeartbeatResp':
-      return { type: t, from, to, term, readRound: expectCount(f['readRound'], 'message.readRound') };
+      return { type: t, from, to, term, readRound: expectCount(f['readRound'], 'message.readRound'), leaseTick: expectCount(f['leaseTick'], 'message.leaseTick') };
     case 'MsgSnap':
       return { type: t, from, to, term, snapshot: expectSnapshot(f['snapshot'], 'message.snapshot') };
     case 'MsgTimeoutNow':

@@ -81,7 +81,7 @@ export async function rawExchange(port: number, chunks: readonly Uint8Array[], o
 }
 
 export function heartbeat(from: NodeId, to: NodeId, readRound: number): Message {
-  return { type: 'MsgHeartbeat', from, to, term: 1, commit: 0, readRound };
+  return { type: 'MsgHeartbeat', from, to, term: 1, commit: 0, commitTerm: 0, readRound, leaseTick: 0 };
 }
 
 /** Sends a heartbeat each way and waits for both: the link between two nodes works. */

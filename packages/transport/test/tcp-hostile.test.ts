@@ -50,12 +50,12 @@ const badFrames: BadFrameCase[] = [
   },
   {
     name: 'a message of another sender than the handshake said',
-    bytes: () => [hello(), encodeFrame({ t: 'msg', m: { type: 'MsgHeartbeat', from: 'a', to: 'b', term: 9, commit: 0, readRound: 0 } }, FRAME_MAX)],
+    bytes: () => [hello(), encodeFrame({ t: 'msg', m: { type: 'MsgHeartbeat', from: 'a', to: 'b', term: 9, commit: 0, commitTerm: 0, readRound: 0, leaseTick: 0 } }, FRAME_MAX)],
     end: false,
   },
   {
     name: 'a message for another node',
-    bytes: () => [hello(), encodeFrame({ t: 'msg', m: { type: 'MsgHeartbeat', from: 'c', to: 'a', term: 9, commit: 0, readRound: 0 } }, FRAME_MAX)],
+    bytes: () => [hello(), encodeFrame({ t: 'msg', m: { type: 'MsgHeartbeat', from: 'c', to: 'a', term: 9, commit: 0, commitTerm: 0, readRound: 0, leaseTick: 0 } }, FRAME_MAX)],
     end: false,
   },
   {

@@ -60,8 +60,8 @@ export function sampleMessages(from: NodeId, to: NodeId): Message[] {
     { ...h, type: 'MsgPreVote', term: 5, index: 15, logTerm: 3, transfer: true },
     { ...h, type: 'MsgVoteResp', term: 4, reject: false },
     { ...h, type: 'MsgPreVoteResp', term: 5, reject: true },
-    { ...h, type: 'MsgHeartbeat', term: 4, commit: 15, readRound: 7 },
-    { ...h, type: 'MsgHeartbeatResp', term: 4, readRound: 7 },
+    { ...h, type: 'MsgHeartbeat', term: 4, commit: 15, commitTerm: 3, readRound: 7, leaseTick: 1234 },
+    { ...h, type: 'MsgHeartbeatResp', term: 4, readRound: 7, leaseTick: 1234 },
     { ...h, type: 'MsgTimeoutNow', term: 4 },
     { ...h, type: 'MsgReadIndex', term: 4, context: 'read-1 ✓' },
     { ...h, type: 'MsgReadIndexResp', term: 4, index: 15, context: '' },
@@ -252,7 +252,7 @@ export function runTransportContract(name: string, makePair: MakeTransportPair):
         expect(snap.snapshot.data.byteLength).toBe(0);
         expect(plain(snap)).toEqual(plain({ ...msgSnap(a.id, b.id, 42), snapshot: { ...msgSnap(a.id, b.id, 42).snapshot, data: new Uint8Array(0) } }));
         // The link still carries messages, and none of them is the MsgSnap.
-        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 6, commit: 0, readRound: 1 });
+        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 6, commit: 0, commitTerm: 0, readRound: 1, leaseTick: 0 });
         await rb.until(() => rb.messages.length > 0);
         expect(rb.messages.map((m) => m.type)).toEqual(['MsgHeartbeat']);
       }));
@@ -268,7 +268,7 @@ export function runTransportContract(name: string, makePair: MakeTransportPair):
         await ra.until(() => ra.snapshotStatus.length > 0);
         expect(ra.snapshotStatus).toEqual([{ to: b.id, ok: false }]);
         // The link still works, and no MsgSnap came through.
-        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 6, commit: 0, readRound: 1 });
+        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 6, commit: 0, commitTerm: 0, readRound: 1, leaseTick: 0 });
         await rb.until(() => rb.messages.length > 0);
         expect(rb.messages.map((m) => m.type)).toEqual(['MsgHeartbeat']);
       }));
@@ -282,14 +282,14 @@ export function runTransportContract(name: string, makePair: MakeTransportPair):
         a.send(msgSnap(a.id, b.id, 8));
         await ra.until(() => ra.snapshotStatus.length > 0);
         expect(ra.snapshotStatus).toEqual([{ to: b.id, ok: false }]);
-        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 6, commit: 0, readRound: 2 });
+        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 6, commit: 0, commitTerm: 0, readRound: 2, leaseTick: 0 });
         await rb.until(() => rb.messages.length > 0);
         expect(rb.messages.map((m) => m.type)).toEqual(['MsgHeartbeat']);
       }));
 
     it('never throws on a send to an unknown or unreachable peer, and reports it unreachable', () =>
       withPair(async ({ a, b, ra, rb }) => {
-        const hb = (to: NodeId, readRound: number): Message => ({ type: 'MsgHeartbeat', from: a.id, to, term: 1, commit: 0, readRound });
+        const hb = (to: NodeId, readRound: number): Message => ({ type: 'MsgHeartbeat', from: a.id, to, term: 1, commit: 0, commitTerm: 0, readRound, leaseTick: 0 });
         expect(() => a.send(hb('nobody', 1))).not.toThrow();
         expect(() => a.send(msgSnap(a.id, 'nobody', 3))).not.toThrow();
         a.send(hb(b.id, 2));
@@ -308,13 +308,13 @@ export function runTransportContract(name: string, makePair: MakeTransportPair):
 
     it('closes cleanly: idempotent, quiet afterwards, and sending after close does not throw', () =>
       withPair(async ({ a, b, ra, rb }) => {
-        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 1, commit: 0, readRound: 1 });
+        a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 1, commit: 0, commitTerm: 0, readRound: 1, leaseTick: 0 });
         await rb.until(() => rb.messages.length > 0);
         ra.closed = true;
         rb.closed = true;
         await Promise.all([a.close(), b.close()]);
         await a.close();
-        expect(() => a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 1, commit: 0, readRound: 2 })).not.toThrow();
+        expect(() => a.send({ type: 'MsgHeartbeat', from: a.id, to: b.id, term: 1, commit: 0, commitTerm: 0, readRound: 2, leaseTick: 0 })).not.toThrow();
         expect(() => b.send({ type: 'MsgTimeoutNow', from: b.id, to: a.id, term: 1 })).not.toThrow();
         // A turn of the event loop for anything that would still report (TransportRecorder fails the test if so).
         await new Promise<void>((resolve) => setImmediate(resolve));

@@ -180,7 +180,7 @@ export class Simulation {
       raft: {
         msgBytesMax: [1, 64, 256, 4096, 1 << 20][this.#rng.nextInt(5)]!,
         inflightCountMax: [1, 2, 8, 256][this.#rng.nextInt(4)]!,
-        // clockDriftMax: this.opts.clockDriftMax,  (TODO(lease) once the core has it)
+        clockDriftMax: this.opts.clockDriftMax,
       },
     };
     const drift = this.opts.clockDriftMax;

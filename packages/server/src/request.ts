@@ -47,6 +47,42 @@ export function keyFromUrl(rawUrl: string, keyBytesMax: number): string {
 
 type Query = Readonly<Record<string, unknown>>;
 
+/**
+ * The path naming `key` that `keyFromUrl` decodes back to exactly `key`: `/v1/kv/` and the
+ * key's UTF-8 bytes, each percent-encoded unless it is an unreserved character (RFC 3986:
+ * A-Z a-z 0-9 - . _ ~) or `/`. Used to forward a key instead of the client's raw URL, whose
+ * spelling (`%2e%2e`, `\`, a raw `#`) a URL library may rewrite into another key. Throws a
+ * URIError for a string with a lone surrogate (never a valid key).
+ */
+export function canonicalPath(key: string): string {
+  return `${KEY_ROUTE_PREFIX}${canonicalEncode(key).replaceAll('%2F', '/')}`;
+}
+
+/**
+ * The query string (with its `?`, or '' when there is none) for already parsed parameters,
+ * each name and value canonically encoded; a repeated parameter is repeated.
+ */
+export function canonicalQuery(query: Query): string {
+  const parts: string[] = [];
+  for (const [name, value] of Object.entries(query)) {
+    for (const one of Array.isArray(value) ? (value as unknown[]) : [value]) {
+      // fastify's query parser gives strings and arrays of strings, nothing else.
+      if (typeof one !== 'string') throw new TypeError(`query parameter ${JSON.stringify(name)} is not text`);
+      parts.push(`${canonicalEncode(name)}=${canonicalEncode(one)}`);
+    }
+  }
+  return parts.length === 0 ? '' : `?${parts.join('&')}`;
+}
+
+/**
+ * Percent-encodes every UTF-8 byte except the unreserved characters. encodeURIComponent
+ * leaves `!'()*` as they are too; they are escaped here so that one string has one spelling.
+ * Every `%` of the result starts an escape, so `%2F` in it can only mean an escaped `/`.
+ */
+function canonicalEncode(text: string): string {
+  return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
 /** Refuses query parameters the route does not know (a typo like `?cass=3` must not be ignored). */
 export function onlyParams(query: Query, allowed: readonly string[]): void {
   for (const name of Object.keys(query)) {

@@ -1,12 +1,24 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { KV_LIMITS_DEFAULT, type KvLimits } from '@raftkv/kv';
 import type { KvItem, NodeStatus, RaftKvNode } from '@raftkv/node';
 import { ErrorCode, isRaftKvError, RaftKvError, type NodeId } from '@raftkv/raft';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino from 'pino';
 import { httpError, ServerErrorCode, toHttpError, type HttpError } from './errors.js';
-import { forwardToLeader, isForwarded } from './forward.js';
+import { createForwardAgent, ForwardError, forwardToLeader, isForwarded } from './forward.js';
 import { createMetrics } from './metrics.js';
-import { casParam, consistencyParam, KEY_ROUTE_PREFIX, keyFromUrl, onlyParams, RequestError, scanParams, writeOptions } from './request.js';
+import {
+  canonicalPath,
+  canonicalQuery,
+  casParam,
+  consistencyParam,
+  KEY_ROUTE_PREFIX,
+  keyFromUrl,
+  onlyParams,
+  RequestError,
+  scanParams,
+  writeOptions,
+} from './request.js';
 
 /** What the server needs of a node; a RaftKvNode has it, and tests pass a fake. */
 export type ServedNode = Pick<RaftKvNode, 'id' | 'role' | 'leader' | 'put' | 'get' | 'delete' | 'cas' | 'scan' | 'status'> & {
@@ -38,8 +50,14 @@ export const MOD_INDEX_HEADER = 'x-raftkv-mod-index';
 
 type Query = Readonly<Record<string, unknown>>;
 
+const KEY_ROUTE = '/v1/kv/*';
+const LIST_ROUTE = '/v1/kv';
 /** Routes whose NOT_LEADER answer is forwarded to the leader; status pages describe this node. */
-const FORWARDED_ROUTES: ReadonlySet<string> = new Set(['/v1/kv/*', '/v1/kv']);
+const FORWARDED_ROUTES: ReadonlySet<string> = new Set([KEY_ROUTE, LIST_ROUTE]);
+/** Room for the fields around each listed item (`{"key":,"value":,"encoding":"base64","modIndex":}`). */
+const ITEM_OVERHEAD_BYTES = 128;
+/** JSON escapes a control character as `\u001f`: six bytes for one. */
+const JSON_ESCAPE_BYTES_MAX = 6;
 
 /**
  * The HTTP API of one node (docs/http-api.md): a fastify instance, not yet listening. Any node
@@ -72,6 +90,23 @@ export function createServer(options: ServerOptions): FastifyInstance {
     },
   });
   const metrics = createMetrics(() => node.status());
+  const forwardAgent = createForwardAgent();
+  app.addHook('onClose', (_app, done) => {
+    forwardAgent.destroy();
+    done();
+  });
+  // The most of a leader's answer a forward buffers: what a well-behaved leader with the same
+  // limits can send, so that a wrong or broken peer cannot make this node buffer without end.
+  // A key route answers with a value or with an error that quotes the key (JSON-escaped, then
+  // escaped again as part of the message).
+  const keyAnswerBytesMax = limits.valueBytesMax + 2 * JSON_ESCAPE_BYTES_MAX * limits.keyBytesMax + BODY_OVERHEAD_BYTES;
+  // A listing holds up to scanCountMax items, keys and values JSON-escaped. The leader builds
+  // it as one JS string, so it is also at most three UTF-8 bytes per character of the longest
+  // string there can be.
+  const listAnswerBytesMax = Math.min(
+    limits.scanCountMax * (JSON_ESCAPE_BYTES_MAX * (limits.keyBytesMax + limits.valueBytesMax) + ITEM_OVERHEAD_BYTES),
+    3 * bufferConstants.MAX_STRING_LENGTH,
+  );
 
   // Values are opaque bytes: every content type (or none) is read as one Buffer.
   app.removeAllContentTypeParsers();
@@ -101,24 +136,39 @@ export function createServer(options: ServerOptions): FastifyInstance {
     const notLeader = (message: string): HttpError => httpError(ErrorCode.NOT_LEADER, message, { leaderHint: leader });
     // Loop protection: a forwarded request is forwarded no further.
     if (isForwarded(request)) return sendError(reply, notLeader(`node ${node.id} is not the leader either (request was already forwarded); retry at ${leader}`));
-    const baseUrl = httpAddresses[leader];
-    if (baseUrl === undefined || leader === node.id) return sendError(reply, notLeader(`node ${node.id} is not the leader and has no HTTP address for ${leader}`));
+    const address = httpAddresses[leader];
+    if (address === undefined || leader === node.id) return sendError(reply, notLeader(`node ${node.id} is not the leader and has no HTTP address for ${leader}`));
+    const baseUrl = URL.canParse(address) ? new URL(address) : null;
+    if (baseUrl?.protocol !== 'http:') return sendError(reply, notLeader(`node ${node.id} is not the leader and its HTTP address for ${leader}, ${address}, is not an http:// URL`));
+    const isKeyRoute = request.routeOptions.url === KEY_ROUTE;
     try {
-      return await forwardToLeader(request, reply, { id: leader, baseUrl }, forwardTimeoutMs);
+      // Rebuilt from what this node parsed, never the client's spelling of it: the leader then
+      // decodes exactly the key and parameters this node did. keyFromUrl succeeded in the route.
+      const path = `${isKeyRoute ? canonicalPath(keyFromUrl(request.url, limits.keyBytesMax)) : LIST_ROUTE}${canonicalQuery(request.query as Query)}`;
+      return await forwardToLeader(request, reply, { id: leader, baseUrl }, {
+        path,
+        agent: forwardAgent,
+        timeoutMs: forwardTimeoutMs,
+        answerBytesMax: isKeyRoute ? keyAnswerBytesMax : listAnswerBytesMax,
+      });
     } catch (error) {
-      request.log.warn({ err: error, leader, baseUrl }, 'forwarding to the leader failed');
-      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
-      // Only a refused connection proves the leader never saw the request. Any failure after
-      // the connection opened (reset, closed mid-answer) leaves the outcome unknown: the write
-      // may have been applied, so the client must not be told it certainly was not.
-      return sendError(
-        reply,
-        timedOut
-          ? httpError(ErrorCode.TIMEOUT, `leader ${leader} did not answer within ${forwardTimeoutMs} ms; a write may still take effect`)
-          : neverConnected(error)
-            ? notLeader(`leader ${leader} at ${baseUrl} is unreachable from ${node.id}`)
-            : httpError(ErrorCode.TIMEOUT, `the connection to leader ${leader} failed before it answered; a write may still take effect`),
-      );
+      if (!(error instanceof ForwardError)) {
+        request.log.error({ err: error, leader, route: request.routeOptions.url }, 'forwarding failed unexpectedly');
+        return sendError(reply, toHttpError(error));
+      }
+      request.log.warn({ err: error, leader, baseUrl: address }, 'forwarding to the leader failed');
+      // Only a connection never established proves the leader never saw the request. Any
+      // failure after it opened (reset, closed mid-answer, no answer in time) leaves the
+      // outcome unknown: the write may have been applied, so the client must not be told it
+      // certainly was not.
+      if (!error.connected) return sendError(reply, notLeader(`leader ${leader} at ${address} is unreachable from ${node.id}: ${error.message}`));
+      const what =
+        error.reason === 'timeout'
+          ? `leader ${leader} did not answer within ${forwardTimeoutMs} ms`
+          : error.reason === 'answer-too-large'
+            ? `the answer of leader ${leader} was too large to relay (${error.message})`
+            : `the connection to leader ${leader} failed before it answered`;
+      return sendError(reply, httpError(ErrorCode.TIMEOUT, `${what}; a write may still take effect`));
     }
   }
 
@@ -127,21 +177,12 @@ export function createServer(options: ServerOptions): FastifyInstance {
   return app;
 }
 
-/** Errors a connection attempt fails with before any byte of the request could be sent. */
-const CONNECT_ERRORS: ReadonlySet<string> = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
-
-/** Whether fetch failed while connecting, so the request certainly never left (its `cause` names the socket error). */
-function neverConnected(error: unknown): boolean {
-  const cause = error instanceof Error ? (error.cause as { code?: unknown } | undefined) : undefined;
-  return typeof cause?.code === 'string' && CONNECT_ERRORS.has(cause.code);
-}
-
 function sendError(reply: FastifyReply, error: HttpError): FastifyReply {
   return reply.code(error.status).headers(error.headers).type('application/json; charset=utf-8').send(error.body);
 }
 
 function registerKvRoutes(app: FastifyInstance, node: ServedNode, limits: ServerLimits): void {
-  app.get('/v1/kv/*', async (request, reply) => {
+  app.get(KEY_ROUTE, async (request, reply) => {
     const key = keyFromUrl(request.url, limits.keyBytesMax);
     const query = request.query as Query;
     onlyParams(query, ['consistency']);
@@ -154,7 +195,7 @@ function registerKvRoutes(app: FastifyInstance, node: ServedNode, limits: Server
       .send(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
   });
 
-  app.put('/v1/kv/*', async (request) => {
+  app.put(KEY_ROUTE, async (request) => {
     const key = keyFromUrl(request.url, limits.keyBytesMax);
     const query = request.query as Query;
     onlyParams(query, ['cas']);
@@ -173,14 +214,14 @@ function registerKvRoutes(app: FastifyInstance, node: ServedNode, limits: Server
     throw new RequestError(httpError(ServerErrorCode.COMPARE_FAILED, `key ${JSON.stringify(key)} is ${found}, not ${wanted}`, { currentModIndex }));
   });
 
-  app.delete('/v1/kv/*', async (request) => {
+  app.delete(KEY_ROUTE, async (request) => {
     const key = keyFromUrl(request.url, limits.keyBytesMax);
     onlyParams(request.query as Query, []);
     const result = await node.delete(key, writeOptions(request.headers));
     return { modIndex: result.modIndex, existed: result.existed };
   });
 
-  app.get('/v1/kv', async (request) => {
+  app.get(LIST_ROUTE, async (request) => {
     const query = request.query as Query;
     onlyParams(query, ['prefix', 'limit', 'consistency']);
     const { prefix, limit } = scanParams(query, limits.scanCountMax);

@@ -1,6 +1,10 @@
+import { once } from 'node:events';
+import { Agent } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createForwardAgent, exchange, ForwardError } from '../src/forward.js';
 import { createServer, type ServerOptions } from '../src/index.js';
 import { FakeNode, notLeader } from './fake-node.js';
 
@@ -16,10 +20,12 @@ afterEach(async () => {
   await Promise.all(open.splice(0).map((a) => a.close()));
 });
 
-/** A stand-in leader on a real socket that records every request and answers 200 with a mod index. */
-async function fakeLeader(): Promise<{ url: string; received: Received[] }> {
+/** A stand-in leader on a real socket that records every request and connection and answers 200 with a mod index. */
+async function fakeLeader(): Promise<{ url: string; received: Received[]; connections: Socket[] }> {
   const received: Received[] = [];
+  const connections: Socket[] = [];
   const leader = Fastify();
+  leader.server.on('connection', (socket: Socket) => connections.push(socket));
   leader.removeAllContentTypeParsers();
   leader.addContentTypeParser('*', { parseAs: 'buffer' }, (_r, body, done) => done(null, body));
   leader.all('/*', async (request, reply) => {
@@ -27,7 +33,7 @@ async function fakeLeader(): Promise<{ url: string; received: Received[] }> {
     return reply.header('x-raftkv-mod-index', '42').header('x-leader-secret', 'no').type('application/octet-stream').send(Buffer.from('from-leader'));
   });
   open.push(leader);
-  return { url: await leader.listen({ host: '127.0.0.1', port: 0 }), received };
+  return { url: await leader.listen({ host: '127.0.0.1', port: 0 }), received, connections };
 }
 
 function follower(options: Partial<ServerOptions> & { httpAddresses: ServerOptions['httpAddresses'] }): { node: FakeNode; app: FastifyInstance } {
@@ -55,7 +61,8 @@ describe('forwarding to the leader', () => {
     expect(r.headers['x-leader-secret']).toBeUndefined();
     expect(leader.received).toHaveLength(1);
     const got = leader.received[0]!;
-    expect(got).toMatchObject({ method: 'PUT', url: '/v1/kv/a%2Fb/c?cas=absent', body: 'value-bytes' });
+    // The key a/b/c in its canonical spelling: the leader decodes the same key.
+    expect(got).toMatchObject({ method: 'PUT', url: '/v1/kv/a/b/c?cas=absent', body: 'value-bytes' });
     expect(got.headers).toMatchObject({ 'x-raftkv-forwarded': '1', 'content-type': 'text/plain', 'x-raftkv-client-id': 'c1', 'x-raftkv-seq': '3' });
     expect(got.headers['cookie']).toBeUndefined();
   });
@@ -137,11 +144,120 @@ describe('forwarding to the leader', () => {
     }
   });
 
+  it('keeps a path after the leader address as a prefix', async () => {
+    const leader = await fakeLeader();
+    const { node, app } = follower({ httpAddresses: { n1: `${leader.url}/raftkv/` } });
+    node.failWith = notLeader('n1');
+    expect((await app.inject({ method: 'GET', url: '/v1/kv/k?consistency=lease' })).statusCode).toBe(200);
+    expect(leader.received[0]?.url).toBe('/raftkv/v1/kv/k?consistency=lease');
+  });
+
+  it('answers 503 for a leader address that is not an http:// URL, sending nothing', async () => {
+    const { node, app } = follower({ httpAddresses: { tls: 'https://127.0.0.1:1', junk: 'not a url' } });
+    for (const leader of ['tls', 'junk']) {
+      node.failWith = notLeader(leader);
+      const r = await app.inject({ method: 'PUT', url: '/v1/kv/k', payload: 'v' });
+      expect(r.statusCode).toBe(503);
+      expect(r.json()).toMatchObject({ code: 'RAFTKV_NOT_LEADER', leaderHint: leader });
+      expect(r.json<{ message: string }>().message).toMatch(/not an http:\/\/ URL/);
+    }
+  });
+
+  it('reuses one connection to the leader for sequential forwards, and closes it when the server closes', async () => {
+    const leader = await fakeLeader();
+    const node = new FakeNode('n2', 'n1');
+    const app = createServer({ node, httpAddresses: { n1: leader.url } });
+    try {
+      for (let i = 0; i < 5; i++) {
+        node.failWith = notLeader('n1');
+        expect((await app.inject({ method: 'PUT', url: `/v1/kv/k${i}`, payload: 'v' })).statusCode).toBe(200);
+      }
+      expect(leader.received).toHaveLength(5);
+      expect(leader.connections).toHaveLength(1);
+    } finally {
+      await app.close();
+    }
+    const [connection] = leader.connections;
+    if (connection !== undefined && !connection.destroyed) await once(connection, 'close');
+  });
+
+  it('relays an answer as large as a value, and answers 504 for one larger than any leader sends', async () => {
+    const valueBytesMax = 100;
+    const leader = Fastify();
+    leader.removeAllContentTypeParsers();
+    leader.addContentTypeParser('*', { parseAs: 'buffer' }, (_r, body, done) => done(null, body));
+    // The key <n> answers n bytes with a Content-Length; <n>-chunked streams them without one.
+    leader.all('/v1/kv/:size', async (request, reply) => {
+      const [size = '', chunked] = (request.params as { size: string }).size.split('-');
+      const body = Buffer.alloc(Number(size), 'x');
+      return reply.type('application/octet-stream').send(chunked === undefined ? body : Readable.from([body.subarray(0, 10), body.subarray(10)]));
+    });
+    open.push(leader);
+    const url = await leader.listen({ host: '127.0.0.1', port: 0 });
+    const { node, app } = follower({ httpAddresses: { n1: url }, limits: { valueBytesMax, keyBytesMax: 16 } });
+    for (const chunked of ['', '-chunked']) {
+      node.failWith = notLeader('n1');
+      const fits = await app.inject({ method: 'GET', url: `/v1/kv/${valueBytesMax}${chunked}` });
+      expect({ chunked, status: fits.statusCode, bytes: fits.rawPayload.byteLength }).toEqual({ chunked, status: 200, bytes: valueBytesMax });
+      node.failWith = notLeader('n1');
+      const huge = await app.inject({ method: 'GET', url: `/v1/kv/100000${chunked}` });
+      expect({ chunked, status: huge.statusCode }).toEqual({ chunked, status: 504 });
+      expect(huge.json()).toMatchObject({ code: 'RAFTKV_TIMEOUT' });
+      expect(huge.json<{ message: string }>().message).toMatch(/too large/);
+    }
+  });
+
   it('keeps a forwarded path on the leader host even when it starts with //', async () => {
     const leader = await fakeLeader();
     const { node, app } = follower({ httpAddresses: { n1: leader.url } });
     node.failWith = notLeader('n1');
     expect((await app.inject({ method: 'GET', url: '/v1/kv//evil.example/x' })).statusCode).toBe(200);
     expect(leader.received[0]?.url).toBe('/v1/kv//evil.example/x');
+  });
+});
+
+describe('one exchange with the leader', () => {
+  const options = { path: '/v1/kv/k', timeoutMs: 150, answerBytesMax: 1000 };
+
+  it('fails as never connected when the connection is not made within the deadline', async () => {
+    // A name lookup that never answers holds the socket before its connection attempt.
+    const agent = new Agent({ lookup: () => undefined });
+    try {
+      const failure = exchange(new URL('http://leader.test:80'), 'PUT', {}, Buffer.from('v'), { ...options, agent });
+      await expect(failure).rejects.toBeInstanceOf(ForwardError);
+      await expect(failure).rejects.toMatchObject({ reason: 'timeout', connected: false });
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('fails as connected when the leader accepts the connection but does not answer in time', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createNetServer((socket) => void sockets.add(socket.resume()));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const agent = createForwardAgent();
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const failure = exchange(new URL(`http://127.0.0.1:${port}`), 'PUT', {}, Buffer.from('v'), { ...options, agent });
+      await expect(failure).rejects.toMatchObject({ reason: 'timeout', connected: true });
+    } finally {
+      agent.destroy();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it('fails as never connected when the connection is refused', async () => {
+    const closed = createNetServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const agent = createForwardAgent();
+    try {
+      const failure = exchange(new URL(`http://127.0.0.1:${port}`), 'GET', {}, undefined, { ...options, agent });
+      await expect(failure).rejects.toMatchObject({ reason: 'failed', connected: false, cause: { code: 'ECONNREFUSED' } });
+    } finally {
+      agent.destroy();
+    }
   });
 });

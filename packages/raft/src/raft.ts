@@ -68,11 +68,15 @@ export class Raft {
    */
   #tickCount = 0;
   /**
-   * For this many ticks after boot the node refuses to vote as if it had just heard from a
-   * leader (thesis section 6.4.1): before a crash it may have acknowledged a heartbeat that a
-   * leader's lease counts on. See the constructor.
+   * The tick count when this node last heard from a leader (a MsgApp, MsgHeartbeat or MsgSnap
+   * of its term), or at which it booted with stored state: it may have acknowledged a heartbeat
+   * just before it stopped. For an election timeout after it, the node refuses to help elect
+   * anyone (thesis sections 4.2.3 and 6.4.1; `#honoursLease`). Kept apart from `lead` and
+   * `electionElapsed` on purpose: a message of a higher term from a node that is not a leader
+   * (say, a late answer to something this node sent long ago) clears those, and must not cut
+   * the lease short. -Infinity: never.
    */
-  readonly #bootLeaseTicks: number;
+  #leaderHeardTick: number;
   /** Ticks since the last election timeout reset (followers, candidates) or check-quorum round (leader). */
   electionElapsed = 0;
   heartbeatElapsed = 0;
@@ -107,7 +111,7 @@ export class Raft {
     // term 0. Skipping the boot lease there keeps a new cluster's first election fast. A node
     // whose disk was wiped looks brand new too: that is the lost-disk risk of docs/architecture.md.
     const brandNew = hardState.term === 0 && this.log.lastIndex() === 0;
-    this.#bootLeaseTicks = brandNew ? 0 : this.cfg.electionTimeoutTicks;
+    this.#leaderHeardTick = brandNew ? Number.NEGATIVE_INFINITY : 0;
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.persistedTerm = hardState.term;
@@ -420,14 +424,15 @@ export class Raft {
   }
 
   /**
-   * Whether this node honours a leader's lease (thesis sections 4.2.3 and 6.4.1): it heard from
-   * a leader less than an election timeout ago, or it booted less than one ago and may have
-   * acknowledged a heartbeat just before it stopped. A lease counts on it not to help elect another.
+   * Whether this node honours a leader's lease (thesis sections 4.2.3 and 6.4.1): it is the
+   * leader, or it heard from one (or booted) less than an election timeout ago. A lease counts
+   * on it not to help elect another leader meanwhile: it grants no vote and no pre-vote, whatever
+   * its term has become since, unless the leader itself asked for the election (`transfer`).
    */
   #honoursLease(): boolean {
     if (!this.cfg.checkQuorum) return false;
-    const heardLeader = this.lead !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
-    return heardLeader || this.#tickCount < this.#bootLeaseTicks;
+    if (this.role === Role.Leader) return true;
+    return this.#tickCount - this.#leaderHeardTick < this.cfg.electionTimeoutTicks;
   }
 
   #answerStaleTerm(m: Message): void {
@@ -446,8 +451,10 @@ export class Raft {
     // leader in this term, or if this is a pre-vote for a later term (no vote is recorded).
     const canVote =
       this.vote === m.from || (this.vote === null && this.lead === null) || (m.type === 'MsgPreVote' && m.term > this.term);
+    // A vote already cast is repeated (the candidate may not have heard it); a new one waits for the lease.
+    const leaseForbids = this.vote !== m.from && this.#honoursLease() && !m.transfer;
     const respType = m.type === 'MsgVote' ? 'MsgVoteResp' : 'MsgPreVoteResp';
-    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+    if (canVote && !leaseForbids && this.log.isUpToDate(m.index, m.logTerm)) {
       // A pre-vote grant is sent with the term it was asked for, so the pre-candidate counts it.
       this.send({ type: respType, to: m.from, term: m.term, reject: false });
       if (m.type === 'MsgVote') {
@@ -549,6 +556,7 @@ export class Raft {
       case 'MsgSnap':
         // The leader of our term is alive: reset the election timer and remember who it is.
         this.electionElapsed = 0;
+        this.#leaderHeardTick = this.#tickCount;
         this.lead = m.from;
         if (m.type === 'MsgApp') this.#handleAppend(m);
         else if (m.type === 'MsgHeartbeat') this.#handleHeartbeat(m);

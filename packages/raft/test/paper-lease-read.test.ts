@@ -264,3 +264,30 @@ describe('6.4.1 a restarted follower keeps the lease it may have acknowledged', 
     expect(net.status('n2')).toMatchObject({ term: 1, vote: 'n1' });
   });
 });
+
+describe('6.4.1 a follower keeps the lease when a stray message raises its term', () => {
+  it('6.4.1: a higher term learned from a node that is not a leader does not cut the lease short: no vote in it until an election timeout after the heartbeat', () => {
+    // n3 heard n1's heartbeat, then gets a late answer from n2 carrying a higher term (n2 is no
+    // leader: say, a MsgAppResp to an append n3 sent when it led an old term). n3 moves to that
+    // term and forgets its leader, but n1's lease still counts on n3: a vote request of that
+    // term, or of the next, must wait.
+    const net = new Network();
+    net.elect('n1');
+    net.propose('n1', 'a');
+    net.stabilize();
+    net.heartbeat('n1');
+    net.stabilize();
+    const { term, lastIndex } = net.status('n3');
+    const last = { index: lastIndex, term };
+    const n3 = net.node('n3');
+    n3.step({ type: 'MsgAppResp', from: 'n2', to: 'n3', term: term + 1, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
+    expect(net.status('n3')).toMatchObject({ term: term + 1, lead: null, vote: null });
+    n3.step(msg.vote('n2', 'n3', term + 1, last));
+    n3.step(msg.vote('n2', 'n3', term + 2, last, { pre: true }));
+    n3.step(msg.vote('n2', 'n3', term + 2, last));
+    expect(net.status('n3')).toMatchObject({ term: term + 1, vote: null });
+    net.tick('n3', ET);
+    n3.step(msg.vote('n2', 'n3', term + 1, last));
+    expect(net.status('n3')).toMatchObject({ term: term + 1, vote: 'n2' });
+  });
+});

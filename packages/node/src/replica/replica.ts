@@ -277,8 +277,10 @@ export class Replica<Image> implements ReplicaInbox<Image> {
   receiveSnapshot(message: MsgSnap, image: Image, done: Done): void {
     const meta = message.snapshot.meta;
     if (this.#state !== 'running') return done(shuttingDown(this.id));
-    if (this.#incoming !== null) {
-      return done(transferFailed(`node ${this.id} is already taking the snapshot at ${this.#incoming.meta.index}; the sender retries`));
+    // The core may still hold the last one (installed, not yet acknowledged by advance()).
+    const busyWith = this.#incoming?.meta ?? this.#raw.pendingSnapshot();
+    if (busyWith !== null) {
+      return done(transferFailed(`node ${this.id} is already taking the snapshot at ${busyWith.index}; the sender retries`));
     }
     if (meta.index <= this.#raw.basicStatus().commit) {
       // Nothing to stage: the core will not take it (paper section 7), but it answers the leader

@@ -129,6 +129,8 @@ export class Simulation {
 
   // network state
   #blocked = new Set<string>();
+  /** Snapshot streams under way, by receiver: a crash of the receiver fails them. */
+  readonly #streams = new Set<{ readonly to: NodeId; readonly fail: (why: string) => void }>();
   #lossP = 0;
   #dupP = 0;
   #delayMax = 5;
@@ -379,6 +381,7 @@ export class Simulation {
     node.crashAfter = null;
     node.log.crash(keptLog);
     node.sm.crash(keptKv);
+    for (const stream of [...this.#streams]) if (stream.to === node.id) stream.fail('receiver crashed');
   }
 
   #restart(node: SimNode): void {
@@ -489,7 +492,11 @@ export class Simulation {
     const from = this.#byId.get(m.from)!;
     const to = this.#byId.get(m.to)!;
     const fromIncarnation = from.incarnation;
+    let settled = false;
     const report = (ok: boolean, why: string): void => {
+      if (settled) return;
+      settled = true;
+      this.#streams.delete(stream);
       this.#after(1 + this.#netRng.nextInt(this.#delayMax), () => {
         if (from.incarnation !== fromIncarnation || from.state !== 'up') return;
         this.#onNode(from, () => {
@@ -499,6 +506,9 @@ export class Simulation {
         });
       });
     };
+    // A crash of the receiver breaks the connection: the sender hears of it.
+    const stream = { to: to.id, fail: (why: string) => report(false, why) };
+    this.#streams.add(stream);
     const broken = (): string | null =>
       from.incarnation !== fromIncarnation || from.state !== 'up' ? 'sender down' : this.#linkBlocked(m.from, m.to) ? 'partition' : to.state !== 'up' ? 'receiver down' : null;
     this.#after(1 + this.#netRng.nextInt(5), () =>

@@ -60,6 +60,18 @@ describe('partition suite (short)', () => {
     expect(result.linearizable).toBe('ok');
   });
 
+  it('lease reads under partitions, kill -9 and SIGSTOP pauses of the leader are linearizable', async () => {
+    const result = await scenario({
+      name: 'register-lease',
+      workload: 'register',
+      consistency: 'lease',
+      faults: ['isolate-leader', 'pause-leader', 'one-way', 'kill-leader', 'split', 'pause-node'],
+      seed: 16,
+    });
+    expectPassed(result);
+    expect(result.linearizable).toBe('ok');
+  });
+
   it('no acknowledged write is lost under every kind of fault', async () => {
     const result = await scenario({ name: 'unique-writes-all', workload: 'unique-writes', faults: ['kill-leader', 'kill-minority', 'pause-leader', 'isolate-leader', 'split', 'one-way', 'flapping'], seed: 13 });
     expectPassed(result);

@@ -291,6 +291,7 @@ function replicaOptions(settings: NodeSettings, logger: Logger): ReplicaOptions 
     pendingRequestsMax: settings.pendingRequestsMax,
     random: { nextInt: (max) => randomInt(max) },
     logger,
+    ...(settings.clockDriftMax === undefined ? {} : { raft: { clockDriftMax: settings.clockDriftMax } }),
   };
 }
 

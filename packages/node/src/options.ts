@@ -20,6 +20,11 @@ export interface NodeOptions {
   readonly tickMs?: number;
   /** Minimum election timeout (etcd's default: 1000 ms). */
   readonly electionTimeoutMs?: number;
+  /**
+   * The largest relative difference between the rates of two nodes' clocks that lease reads
+   * tolerate, as a fraction (default 0.1). A larger value makes the lease shorter.
+   */
+  readonly clockDriftMax?: number;
   /** Leader heartbeat interval (etcd's default: 100 ms). */
   readonly heartbeatIntervalMs?: number;
   /** Compact the log once this many entries were applied since the last compaction. */

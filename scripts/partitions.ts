@@ -2,7 +2,8 @@
  * `pnpm test:partitions`: partition-injection scenarios against a real multi-process cluster
  * (docs/testing.md, "The partition suite"). Prints one summary line per scenario and exits 1 if
  * any scenario found a violation (a non-linearizable history, a lost acknowledged write,
- * replicas that disagree, no recovery after the heal, a node that died).
+ * replicas that disagree, no recovery after the heal, a node that died). It exits as soon as
+ * its summary is written (see exitOnceFlushed).
  */
 import { parseArgs } from 'node:util';
 import { FAULT_KINDS, formatSummary, isFaultKind, NETWORK_FAULTS, NetnsNetwork, PROCESS_FAULTS, runScenario, type FaultKind, type ScenarioResult, type WorkloadKind } from '@raftkv/testing/nemesis';
@@ -48,7 +49,8 @@ function positiveInteger(name: string, value: string | undefined, fallback: numb
   return n;
 }
 
-async function main(): Promise<void> {
+/** Runs the scenarios; resolves with the exit status. */
+async function main(): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -73,7 +75,7 @@ async function main(): Promise<void> {
   }
   if (values.help === true) {
     process.stdout.write(`${USAGE}\n`);
-    return;
+    return 0;
   }
   const seconds = positiveInteger('--time', values.time, 60);
   const faults = parseFaults(values.faults ?? 'all');
@@ -140,10 +142,65 @@ async function main(): Promise<void> {
   for (const line of crashed) process.stdout.write(`  ${line}\n`);
   const failed = results.filter((r) => r.violations.length > 0).length + crashed.length;
   process.stdout.write(`${scenarios.length - failed} of ${scenarios.length} scenarios passed; histories, events and node logs in ${outDir}\n`);
-  process.exitCode = failed === 0 ? 0 : 1;
+  return failed === 0 ? 0 : 1;
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`test:partitions: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
+/** Handles of our own stdout and stderr (a pipe or a terminal), not leaks. */
+const STDIO_HANDLES: ReadonlySet<string> = new Set(['PipeWrap', 'TTYWrap']);
+
+/**
+ * Exits with `status` once stdout and stderr have handed over everything written to them (the
+ * scenarios' files are written, and the node logs flushed, before runScenario returns).
+ *
+ * A guard, not the fix: a finished run must end even if some handle fails to close, and Node's
+ * exit path (Environment::CleanupHandles) waits for every handle forever, spinning at 100% CPU
+ * when one never closes. The one found so far was a proxy socket whose reset, right after it
+ * forwarded a FIN, libuv refused (EINVAL), leaving it half-closed for good (fixed in
+ * packages/testing/src/nemesis/proxy.ts, killSocket). process.exit() leaves without that
+ * cleanup. What still keeps the loop alive is named on stderr first, so that a leak stays visible
+ * rather than hidden by the exit.
+ */
+async function exitOnceFlushed(status: number): Promise<never> {
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  // One turn of the loop first: the request whose completion resolved the run (the removal of the
+  // last data directory) is only released after its callback has returned.
+  await new Promise((resolve) => setImmediate(resolve));
+  const open = process.getActiveResourcesInfo().filter((kind) => !STDIO_HANDLES.has(kind));
+  if (open.length > 0) {
+    process.stderr.write(`test:partitions: exiting with resources still open (a leak): ${open.join(', ')}\n`);
+    await flushed(process.stderr);
+  }
+  process.exit(status);
+}
+
+/** Resolves once everything written to `stream` so far has been handed to the OS (or failed). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (!stream.writable) resolve();
+    else stream.write('', () => resolve());
+  });
+}
+
+let finished = false;
+
+// The other guard: the event loop ran dry while the run still waits, so what it waits for can
+// never happen. That is how the proxy's half-closed sockets showed: ProxyNetwork.close() waited
+// for their 'close' forever, and Node then went to exit with status 0 and no summary, and spun in
+// its exit path. Fail loudly instead, and leave without that cleanup.
+process.once('beforeExit', () => {
+  if (finished) return;
+  process.stderr.write('test:partitions: the run stopped before its end: it waits for something that can no longer happen (the event loop has nothing left to do); the last progress lines say where\n');
+  void exitOnceFlushed(1);
 });
+
+main().then(
+  (status) => {
+    finished = true;
+    return exitOnceFlushed(status);
+  },
+  async (error: unknown) => {
+    finished = true;
+    process.stderr.write(`test:partitions: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    await exitOnceFlushed(1);
+  },
+);

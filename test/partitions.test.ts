@@ -2,8 +2,10 @@
  * The short partition suite of the default test run: a few scenarios of `pnpm test:partitions`
  * (docs/testing.md), each a real three-process cluster with every link through the nemesis's
  * proxies, ten HTTP clients, a seeded fault schedule, a heal, and the checkers. And the proof
- * that the suite can fail: stale reads under a partition must be found non-linearizable.
+ * that the suite can fail: stale reads under a partition must be found non-linearizable. Last,
+ * the command itself: it must exit soon after its summary.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,6 +96,73 @@ describe('partition suite (short)', () => {
     expect(result.linearizable, formatSummary(result)).toBe('illegal');
     expect(result.violations.some((v) => v.startsWith('not linearizable'))).toBe(true);
   });
+});
+
+/** Waits for `promise`, at most `ms` (no timer is left behind). */
+async function waitUpTo(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms))))]);
+  clearTimeout(timer);
+}
+
+describe('pnpm test:partitions, the command', () => {
+  const ROOT = join(import.meta.dirname, '..');
+  const SCRIPT = join(ROOT, 'scripts/partitions.ts');
+  /** Its last line; nothing is left to do after it but exit. */
+  const SUMMARY = /^\d+ of \d+ scenarios passed/m;
+  /** From start to summary: one short scenario is about 10 s here; past this something hangs. */
+  const RUN_TIMEOUT_MS = 40_000;
+  /** From summary to exit: a clean exit takes well under a second. */
+  const EXIT_TIMEOUT_MS = 5_000;
+
+  it('exits, with status 0, soon after printing its summary', async () => {
+    // One scenario, as short as the command allows: 2 s of network faults only (no SIGSTOP: a
+    // killed command's node processes then see their IPC channel close and exit by themselves).
+    const args = ['--time', '2', '--faults', 'isolate-node', '--workloads', 'register', '--clients', '4', '--seed', '16', '--quiet', '--out', join(outDir, 'command')];
+    const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@raftkv/source', SCRIPT, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const pid = child.pid;
+    if (pid === undefined) throw new Error('spawn produced no process');
+    // Filled in by the child's events (a holder: TypeScript does not follow assignments in callbacks).
+    const seen = { stdout: '', stderr: '', summaryAt: null as number | null, exit: null as { code: number | null; signal: NodeJS.Signals | null; at: number } | null };
+    let summarySeen: () => void = () => undefined;
+    const summary = new Promise<void>((resolve) => (summarySeen = resolve));
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      seen.stdout += text;
+      if (seen.summaryAt === null && SUMMARY.test(seen.stdout)) {
+        seen.summaryAt = performance.now();
+        summarySeen();
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      seen.stderr += text;
+    });
+    const exited = new Promise<void>((resolve) =>
+      child.once('close', (code, signal) => {
+        seen.exit = { code, signal, at: performance.now() };
+        resolve();
+      }),
+    );
+    const output = (): string => `stdout:\n${seen.stdout}\nstderr:\n${seen.stderr.slice(-4_000)}`;
+    try {
+      await waitUpTo(Promise.race([exited, summary]), RUN_TIMEOUT_MS);
+      if (seen.exit === null && seen.summaryAt !== null) await waitUpTo(exited, seen.summaryAt + EXIT_TIMEOUT_MS - performance.now());
+      const { summaryAt, exit } = seen;
+      if (summaryAt === null) expect.unreachable(`no summary within ${RUN_TIMEOUT_MS / 1000} s\n${output()}`);
+      if (exit === null) expect.unreachable(`still running ${EXIT_TIMEOUT_MS / 1000} s after its summary\n${output()}`);
+      expect({ code: exit.code, signal: exit.signal }, output()).toEqual({ code: 0, signal: null });
+      expect(exit.at - summaryAt).toBeLessThan(EXIT_TIMEOUT_MS);
+      expect(seen.stdout).toMatch(/^1 of 1 scenarios passed/m);
+    } finally {
+      if (seen.exit === null) {
+        // By its pid: SIGTERM first, which the command turns into killing its node processes;
+        // SIGKILL if it cannot (spinning in its exit path, it runs no JavaScript).
+        process.kill(pid, 'SIGTERM');
+        await waitUpTo(exited, 3_000);
+        if (seen.exit === null) process.kill(pid, 'SIGKILL');
+        await exited;
+      }
+    }
+  }, 60_000);
 });
 
 const netns = await NetnsNetwork.available();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProxyNetwork, ProxyNetworkError, ProxyNetworkErrorCode, type ProxyNetworkOptions } from '../src/nemesis/proxy.js';
+import { killSocket, ProxyNetwork, ProxyNetworkError, ProxyNetworkErrorCode, type ProxyNetworkOptions } from '../src/nemesis/proxy.js';
 
 /**
  * The fault-injecting proxy over real sockets on 127.0.0.1. Targets are small echo or sink
@@ -499,5 +499,63 @@ describe('ProxyNetwork: validation and close', () => {
     }
     await echo.close();
     await waitFor(() => resources().every((count, i) => count <= (before[i] ?? 0)), 'no more handles than before the test');
+  });
+});
+
+/** Resolves with what settled first: `promise` ('settled') or the timeout ('timed out'). */
+function within(promise: Promise<unknown>, ms: number): Promise<'settled' | 'timed out'> {
+  return Promise.race([promise.then(() => 'settled' as const), sleep(ms).then(() => 'timed out' as const)]);
+}
+
+/** Keeps the event loop busy for `ms`: timers that come due meanwhile then run in one timers phase. */
+function block(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+describe('ProxyNetwork: a reset right after a forwarded FIN', () => {
+  // end() queues a shutdown that libuv carries out at the loop's next pending phase; until then
+  // uv_tcp_close_reset refuses the handle (EINVAL), and Node 20 leaves it half-closed for good:
+  // no 'close', and the process spins in its exit path (Environment::CleanupHandles) forever.
+  it('killSocket resets a socket whose shutdown is still queued, and the socket closes', async () => {
+    const sink = await TestServer.start('sink');
+    const client = await Client.open(sink.address);
+    await waitFor(() => sink.accepted === 1, 'the accept');
+    client.socket.end(); // nothing buffered: the shutdown is queued at once
+    killSocket(client.socket, true);
+    expect(await within(client.closed, 2_000)).toBe('settled');
+    expect(await client.closed).toBeNull(); // no EINVAL from a refused reset
+  });
+
+  it('killSocket resets at once a socket whose end() still waits for buffered writes', async () => {
+    const sink = await TestServer.start('sink'); // reads nothing: the write below stays buffered
+    const client = await Client.open(sink.address);
+    client.socket.write(Buffer.alloc(32 * 1024 * 1024));
+    client.socket.end();
+    expect(client.socket.writableLength).toBeGreaterThan(0);
+    killSocket(client.socket, true);
+    expect(client.socket.destroyed).toBe(true);
+    expect(await within(client.closed, 2_000)).toBe('settled');
+  });
+
+  it('a reset cut in the timers phase that delivered a delayed FIN: the connection closes, and close() returns', async () => {
+    const echo = await TestServer.start('echo');
+    const network = await startNetwork({ channels: ['raft'] });
+    network.setTarget('b', 'raft', echo.address);
+    await network.delay('a', 'b', { delayMs: 30, jitterMs: 0 });
+    const client = await Client.open(network.address('a', 'b'));
+    await waitFor(() => echo.accepted === 1, 'the proxy to dial the target');
+
+    // The proxy reads the FIN at once and forwards it from a timer 30 ms later (upstream.end()).
+    // Blocking the loop from 10 to 50 ms makes that timer and the cut at 35 ms run in one timers
+    // phase, with no pending phase (where libuv carries out the shutdown) between them.
+    client.socket.end();
+    setTimeout(() => block(40), 10);
+    await sleep(35);
+    await network.cut('a', 'b', 'reset');
+
+    expect(await within(client.closed, 2_000)).toBe('settled');
+    await waitFor(() => network.stats('a', 'b').open === 0, 'both sockets of the connection to close');
+    expect(await within(network.close(), 2_000)).toBe('settled');
   });
 });

@@ -105,12 +105,39 @@ function formatAddress(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Tears a socket down: with an RST when `reset`, else with a FIN. Never throws. */
-function kill(socket: Socket, reset: boolean): void {
+/**
+ * Whether libuv may hold a shutdown (the FIN of an `end()`) that it has not carried out yet:
+ * `end()` was called, every byte was handed over (so `_final` has issued the shutdown), and
+ * 'finish' (which follows the shutdown's completion) has not come. libuv performs the queued
+ * shutdown in the loop's next pending phase, so this lasts until then, at most.
+ */
+function shutdownMayBePending(socket: Socket): boolean {
+  return socket.writableEnded && !socket.writableFinished && socket.writableLength === 0;
+}
+
+/**
+ * Tears a socket down: with an RST when `reset`, else with a FIN. Never throws, and the socket
+ * always comes to emit 'close' (a Connection, and so close(), waits for it). Exported for its test.
+ */
+export function killSocket(socket: Socket, reset: boolean): void {
   if (socket.destroyed) return;
   // A socket still connecting has nothing to reset yet; resetAndDestroy would wait for the connect.
   if (!reset || socket.connecting) {
     socket.destroy();
+    return;
+  }
+  if (shutdownMayBePending(socket)) {
+    // uv_tcp_close_reset refuses a handle whose shutdown is queued (EINVAL). Node 20 then reports
+    // the error but marks the handle as closing without ever closing it: no 'close' for this
+    // socket, so the connection and close() wait forever, and at exit
+    // Environment::CleanupHandles spins at 100% CPU waiting for that handle to close. This
+    // happens when a forwarded FIN (Direction: dest.end()) and a reset meet within one phase of
+    // the loop: a combined fault episode kills a node, whose FINs the proxy forwards, and in the
+    // same turn cuts another node's links in 'reset' mode (seen in the partition suite); or a
+    // delay timer delivers a FIN and a cut follows in the same timers phase. Reset once the FIN
+    // is out, when uv_tcp_close_reset accepts the handle; an error or close meanwhile ends the
+    // socket anyway.
+    socket.once('finish', () => killSocket(socket, true));
     return;
   }
   try {
@@ -324,8 +351,8 @@ class Connection {
     if (this.#aborted) return false;
     this.#aborted = true;
     for (const direction of this.#directions) direction.dispose();
-    kill(this.client, reset);
-    if (this.#upstream !== null) kill(this.#upstream, reset);
+    killSocket(this.client, reset);
+    if (this.#upstream !== null) killSocket(this.#upstream, reset);
     return true;
   }
 

@@ -102,7 +102,7 @@ export class NodeChild {
   readonly pid: number;
   /** Resolves with the node's addresses once it listens; rejects with a NodeProcessError if it never does. */
   readonly ready: Promise<ReadyAddresses>;
-  /** Resolves when the process has ended, however it ended. */
+  /** Resolves when the process has ended, however it ended, and its log copy (`logFile`) is flushed. */
   readonly exited: Promise<ExitStatus>;
   readonly #child: ChildProcess;
   readonly #pending = new Map<number, Pending>();
@@ -139,12 +139,14 @@ export class NodeChild {
       // 'close', not 'exit': it comes after the IPC channel and stderr have been read to their
       // end, so that no reply the node sent before it died is lost.
       this.#child.once('close', (code, signal) => {
-        this.#exit = { code, signal };
+        const exit: ExitStatus = { code, signal };
+        this.#exit = exit;
         this.#state = 'exited';
-        this.#logFile?.end();
         liveChildren.delete(this.#child);
         this.#failPending();
-        resolve(this.#exit);
+        // Once the process is known to be gone, the log copy is complete: whoever waits for the
+        // end (ProcessCluster.close, and so a script that then exits at once) gets the whole log.
+        void closeLog(this.#logFile).then(() => resolve(exit));
       });
     });
     this.#child.on('error', () => {}); // a failed kill of an exited process; the exit event tells the rest
@@ -282,6 +284,15 @@ export class NodeChild {
   #error(code: NodeProcessErrorCode, message: string): NodeProcessError {
     return new NodeProcessError(code, this.id, message, { exit: this.#exit, startFailureCode: this.#startFailureCode, stderr: this.stderr });
   }
+}
+
+/** Ends a log copy; resolves once it is written and closed, or has failed (the copy is best effort). */
+function closeLog(log: WriteStream | null): Promise<void> {
+  if (log === null || log.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    log.once('close', () => resolve());
+    log.end();
+  });
 }
 
 function remoteError(id: NodeId, op: Op, reply: Extract<Reply, { ok: false }>): Error {

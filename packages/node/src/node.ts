@@ -91,10 +91,10 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
     const settings = resolveNodeOptions(options);
     const log = (settings.logger ?? pino({ level: 'silent' })).child({ nodeId: settings.id });
     await mkdir(settings.dataDir, { recursive: true });
-    const confState = { voters: [...settings.members], learners: [] };
     // The log store opens first: its LevelDB lock makes the data directory one process's, which
-    // the state machine's directory recovery (renames before its own lock) relies on.
-    const storage = await openLevelLogStorage(join(settings.dataDir, 'log'), confState);
+    // the state machine's directory recovery (renames before its own lock) relies on. A new log
+    // starts with no configuration: the replica writes the cluster's first one as entry 1.
+    const storage = await openLevelLogStorage(join(settings.dataDir, 'log'), { voters: [], learners: [] });
     let kv: KvStateMachine | null = null;
     let node: RaftKvNode | null = null;
     try {
@@ -291,6 +291,7 @@ function replicaOptions(settings: NodeSettings, logger: Logger): ReplicaOptions 
     pendingRequestsMax: settings.pendingRequestsMax,
     random: { nextInt: (max) => randomInt(max) },
     logger,
+    bootstrap: settings.members,
     ...(settings.clockDriftMax === undefined ? {} : { raft: { clockDriftMax: settings.clockDriftMax } }),
   };
 }

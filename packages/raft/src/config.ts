@@ -38,6 +38,8 @@ export interface RaftConfig {
   readonly uncommittedBytesMax?: number;
   /** Upper bound on one proposal's data bytes. */
   readonly entryBytesMax?: number;
+  /** A learner is promoted only when it is replicating and at most this many entries behind the leader. */
+  readonly promotionLagEntriesMax?: number;
 }
 
 export type ResolvedRaftConfig = Required<RaftConfig>;
@@ -54,6 +56,7 @@ export const RAFT_DEFAULTS = {
   committedBytesPerReadyMax: 16 * 1024 * 1024,
   uncommittedBytesMax: 64 * 1024 * 1024,
   entryBytesMax: 4 * 1024 * 1024,
+  promotionLagEntriesMax: 256,
 } as const;
 
 export function resolveConfig(config: RaftConfig): ResolvedRaftConfig {
@@ -71,7 +74,7 @@ export function resolveConfig(config: RaftConfig): ResolvedRaftConfig {
   if (!(Number.isInteger(resolved.inflightCountMax) && resolved.inflightCountMax >= 1)) {
     fail(`inflightCountMax must be an integer >= 1, got ${resolved.inflightCountMax}`);
   }
-  for (const key of ['msgBytesMax', 'committedBytesPerReadyMax', 'uncommittedBytesMax', 'entryBytesMax'] as const) {
+  for (const key of ['msgBytesMax', 'committedBytesPerReadyMax', 'uncommittedBytesMax', 'entryBytesMax', 'promotionLagEntriesMax'] as const) {
     if (!(Number.isInteger(resolved[key]) && resolved[key] >= 1)) fail(`${key} must be an integer >= 1, got ${resolved[key]}`);
   }
   if (!(Number.isInteger(resolved.applied) && resolved.applied >= 0)) fail(`applied must be an integer >= 0, got ${resolved.applied}`);

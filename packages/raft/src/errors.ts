@@ -16,6 +16,10 @@ export const ErrorCode = {
   LOG_UNAVAILABLE: 'RAFTKV_LOG_UNAVAILABLE',
   /** A snapshot older than what storage already has was offered. */
   SNAPSHOT_OUT_OF_DATE: 'RAFTKV_SNAPSHOT_OUT_OF_DATE',
+  /** A membership change was refused: another is still being applied, or the leader has not yet committed an entry of its term. Retry shortly. */
+  CONF_CHANGE_PENDING: 'RAFTKV_CONF_CHANGE_PENDING',
+  /** A membership change cannot follow the current configuration (adding a member twice, removing the last voter, promoting a learner that is not caught up, ...). */
+  CONF_CHANGE_INVALID: 'RAFTKV_CONF_CHANGE_INVALID',
   /** A leadership transfer could not start (unknown target, or target is self). */
   TRANSFER_REJECTED: 'RAFTKV_TRANSFER_REJECTED',
   /** A configuration value is out of range. */

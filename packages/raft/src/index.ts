@@ -7,6 +7,8 @@ export type { RaftKvErrorOptions } from './errors.js';
 export { leaseTicks } from './lease.js';
 export { RaftLog } from './log.js';
 export { UnstableLog } from './log-unstable.js';
+export { applyConfChange, confChangeRefusal, ConfHistory, decodeConfChange, encodeConfChange } from './membership.js';
+export type { ConfChange, ConfChangeType } from './membership.js';
 export { majorityValue, voteResult } from './quorum.js';
 export type { VoteResult } from './quorum.js';
 export { SeededRandom } from './random.js';

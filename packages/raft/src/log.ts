@@ -17,6 +17,8 @@ export class RaftLog {
   committed: LogIndex;
   /** Highest index the caller has applied to its state machine (paper figure 2, lastApplied). */
   applied: LogIndex;
+  /** Told of every append, after it happened: entries from `entries[0].index` on replaced what was there. */
+  onAppend: ((entries: readonly Entry[]) => void) | null = null;
 
   constructor(storage: LogStorage, applied: LogIndex) {
     this.storage = storage;
@@ -131,6 +133,7 @@ export class RaftLog {
     const after = entries[0]!.index - 1;
     assert(after >= this.committed, `append after ${after} would overwrite committed entries (committed ${this.committed})`);
     this.unstable.truncateAndAppend(entries);
+    this.onAppend?.(entries);
     return this.lastIndex();
   }
 

@@ -3,10 +3,12 @@ import { resolveConfig, type RaftConfig, type ResolvedRaftConfig } from './confi
 import { ErrorCode, RaftKvError } from './errors.js';
 import { LeaderLease, leaseTicks } from './lease.js';
 import { RaftLog } from './log.js';
+import { applyConfChange, ConfHistory, confChangeRefusal, decodeConfChange, encodeConfChange, type ConfChange } from './membership.js';
 import { majorityValue, voteResult } from './quorum.js';
 import { PENDING_READS_MAX, ReadOnly } from './read-only.js';
 import { Progress } from './tracker/progress.js';
 import {
+  EntryType,
   Role,
   type ConfState,
   type Entry,
@@ -54,6 +56,12 @@ export class Raft {
   vote: NodeId | null = null;
   lead: NodeId | null = null;
   role: Role = Role.Follower;
+
+  /**
+   * The configurations in this node's log, by index: the latest is in force (thesis section
+   * 4.1), and a snapshot records the one in force at its index.
+   */
+  readonly confHistory: ConfHistory;
 
   /** Voters and learners of the current configuration, and the leader's view of their progress. */
   voters: NodeId[] = [];
@@ -110,16 +118,22 @@ export class Raft {
     // heartbeat only after the heartbeat's term is durable (`Ready`), and no leader exists in
     // term 0. Skipping the boot lease there keeps a new cluster's first election fast. A node
     // whose disk was wiped looks brand new too: that is the lost-disk risk of docs/architecture.md.
-    const brandNew = hardState.term === 0 && this.log.lastIndex() === 0;
+    const brandNew = hardState.vote === null && (hardState.term === 0 ? this.log.lastIndex() === 0 : isOnlyBootstrap(this.cfg.storage, hardState.term));
     this.#leaderHeardTick = brandNew ? Number.NEGATIVE_INFINITY : 0;
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.persistedTerm = hardState.term;
-    this.applyConfState(confState);
+    // The configuration: the snapshot's, then every change in the log after it.
+    const snapshotIndex = this.log.firstIndex() - 1;
+    this.confHistory = new ConfHistory(snapshotIndex, confState);
+    const stored = this.log.lastIndex() >= snapshotIndex + 1 ? this.log.slice(snapshotIndex + 1, this.log.lastIndex() + 1, Number.MAX_SAFE_INTEGER) : [];
+    this.#recordConfChanges(stored);
+    this.applyConfState(this.confHistory.current);
+    this.log.onAppend = (entries) => this.#onLogAppend(entries);
     this.becomeFollower(this.term, null);
   }
 
-  /** Installs a configuration and (re)creates the progress of every member. */
+  /** Installs a configuration and (re)creates the progress of every member (at start, and from a leader's snapshot). */
   applyConfState(confState: ConfState): void {
     assert(new Set([...confState.voters, ...confState.learners]).size === confState.voters.length + confState.learners.length, 'a node is both voter and learner');
     this.voters = [...confState.voters];
@@ -137,6 +151,106 @@ export class Raft {
   /** A voter may campaign; learners and removed nodes may not. */
   promotable(): boolean {
     return this.voters.includes(this.id);
+  }
+
+  /**
+   * A leader proposes a membership change (thesis section 4.1). Refused with CONF_CHANGE_PENDING
+   * while a change of this leader's log is not yet applied (one at a time), and until an entry
+   * of this leader's term is committed: without that, a change could be decided against a
+   * configuration a previous leader was already replacing (the single-server change bug found
+   * in 2015, fixed in the thesis errata). Refused with CONF_CHANGE_INVALID when it cannot follow
+   * the current configuration, or promotes a learner that is not caught up.
+   */
+  proposeConfChange(change: ConfChange, context: Uint8Array): { index: LogIndex; term: Term } {
+    if (this.role !== Role.Leader) throw new RaftKvError(ErrorCode.NOT_LEADER, `node ${this.id} is not the leader`, { leaderHint: this.lead });
+    if (this.leadTransferee !== null) {
+      throw new RaftKvError(ErrorCode.PROPOSAL_DROPPED, `leadership is being transferred to ${this.leadTransferee}`, { leaderHint: this.leadTransferee });
+    }
+    if (change.type === 'bootstrap') throw new RaftKvError(ErrorCode.CONF_CHANGE_INVALID, 'a cluster is bootstrapped once, at index 1');
+    const pending = this.confHistory.currentIndex;
+    if (pending > this.log.committed) {
+      throw new RaftKvError(ErrorCode.CONF_CHANGE_PENDING, `the membership change at index ${pending} is not committed yet; retry`);
+    }
+    if (!this.#committedInCurrentTerm()) {
+      throw new RaftKvError(ErrorCode.CONF_CHANGE_PENDING, `leader ${this.id} has not committed an entry of term ${this.term} yet; retry`);
+    }
+    const refusal = confChangeRefusal(this.confState(), change) ?? (change.type === 'promote' ? this.#promotionRefusal(change.id) : null);
+    if (refusal !== null) throw new RaftKvError(ErrorCode.CONF_CHANGE_INVALID, refusal);
+    const entry = this.#appendEntries([{ term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfChange(change, context) }]);
+    this.#broadcastAppend();
+    return { index: entry.index, term: entry.term };
+  }
+
+  /** A learner votes only once it holds the log: else the first election after could stall on it. */
+  #promotionRefusal(id: NodeId): string | null {
+    const pr = this.progress.get(id);
+    if (pr === undefined) return `${id} has no progress on this leader`;
+    const behind = this.log.lastIndex() - pr.match;
+    if (pr.state !== 'replicate' || behind > this.cfg.promotionLagEntriesMax) {
+      return `learner ${id} is not caught up (${pr.state}, ${behind} entries behind; at most ${this.cfg.promotionLagEntriesMax})`;
+    }
+    return null;
+  }
+
+  /**
+   * Entries were appended to the log, replacing any from `entries[0].index` on: configurations
+   * of replaced entries are undone, those of new ones take effect (thesis section 4.1). A leader
+   * only ever appends a change that can follow its log's configuration, so a follower can apply
+   * them in turn.
+   */
+  #onLogAppend(entries: readonly Entry[]): void {
+    const from = entries[0]!.index;
+    const before = this.confHistory.currentIndex;
+    if (before >= from) this.confHistory.truncateFrom(from);
+    const recorded = this.#recordConfChanges(entries);
+    if (recorded || this.confHistory.currentIndex !== before) this.#setConf(this.confHistory.current);
+  }
+
+  /** Records the configuration changes among `entries`; returns whether there were any. */
+  #recordConfChanges(entries: readonly Entry[]): boolean {
+    let any = false;
+    for (const e of entries) {
+      if (e.type !== EntryType.ConfChange) continue;
+      this.confHistory.record(e.index, applyConfChange(this.confHistory.current, decodeConfChange(e.data).change));
+      any = true;
+    }
+    return any;
+  }
+
+  /** Moves to `conf`, keeping the progress of members that stay (and of this node while it leads). */
+  #setConf(conf: ConfState): void {
+    const next = this.log.lastIndex() + 1;
+    this.voters = [...conf.voters];
+    this.learners = [...conf.learners];
+    const members = new Set([...conf.voters, ...conf.learners]);
+    for (const id of [...this.progress.keys()]) {
+      if (!members.has(id) && !(id === this.id && this.role === Role.Leader)) this.progress.delete(id);
+    }
+    for (const id of members) {
+      const learner = conf.learners.includes(id);
+      const pr = this.progress.get(id);
+      if (pr === undefined) this.progress.set(id, new Progress(next, this.cfg.inflightCountMax, learner));
+      else pr.isLearner = learner;
+    }
+    if (this.role !== Role.Leader) return;
+    // A smaller quorum may commit at once; a new member is sent the log now, not at the next tick.
+    this.#maybeCommit();
+    if (this.role === Role.Leader) this.#broadcastAppend();
+  }
+
+  /**
+   * A leader that removed itself keeps leading, without counting itself, until that change is
+   * committed (thesis section 4.2.2); then it steps down and hands leadership to the voter whose
+   * log is furthest on, if that one holds the whole log, so the cluster need not wait for an
+   * election timeout (thesis section 3.10).
+   */
+  #maybeStepDownRemoved(): boolean {
+    if (this.role !== Role.Leader || this.voters.includes(this.id) || this.log.committed < this.confHistory.currentIndex) return false;
+    const last = this.log.lastIndex();
+    const best = this.voters.find((id) => this.progress.get(id)?.match === last) ?? null;
+    if (best !== null) this.#sendTimeoutNow(best);
+    this.becomeFollower(this.term, null);
+    return true;
   }
 
   // ---------------------------------------------------------------- role transitions
@@ -642,6 +756,7 @@ export class Raft {
       return false;
     }
     this.log.restore(m.snapshot);
+    this.confHistory.reset(meta.index, meta.confState);
     this.applyConfState(meta.confState);
     return true;
   }
@@ -672,6 +787,7 @@ export class Raft {
     } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
 
     if (this.#maybeCommit()) this.#broadcastAppend();
+    else if (this.role !== Role.Leader) return; // it committed its own removal and stepped down
     else if (wasPaused) this.#sendAppend(m.from, true);
     // Fill the pipeline while the window allows.
     while (this.#sendAppend(m.from, false)) {
@@ -685,10 +801,12 @@ export class Raft {
     const quorumIndex = majorityValue(this.voters, (id) => this.progress.get(id)?.match ?? 0);
     if (!this.log.maybeCommit(quorumIndex, this.term)) return false;
     this.#onCommitAdvanced();
-    return true;
+    // A leader that just committed its own removal is a follower now: nothing more to send.
+    return this.role === Role.Leader;
   }
 
   #onCommitAdvanced(): void {
+    if (this.#maybeStepDownRemoved()) return;
     // The first commit of this term makes held-back reads safe to start (thesis section 6.4).
     if (this.readsBeforeFirstCommit.length > 0 && this.#committedInCurrentTerm()) {
       const held = this.readsBeforeFirstCommit;
@@ -825,5 +943,20 @@ export class Raft {
   reduceUncommittedBytes(entries: readonly Entry[]): void {
     if (this.role !== Role.Leader || this.uncommittedBytes === 0) return;
     for (const e of entries) this.uncommittedBytes = Math.max(0, this.uncommittedBytes - e.data.byteLength);
+  }
+}
+
+/**
+ * Whether `storage` holds nothing but the bootstrap configuration entry (index 1) at term
+ * `term`, with no vote cast: a node that has never taken part in an election.
+ */
+function isOnlyBootstrap(storage: RaftConfig['storage'], term: Term): boolean {
+  if (storage.firstIndex() !== 1 || storage.lastIndex() !== 1 || storage.term(1) !== term) return false;
+  const [e] = storage.entries(1, 2, Number.MAX_SAFE_INTEGER);
+  if (e === undefined || e.type !== EntryType.ConfChange) return false;
+  try {
+    return decodeConfChange(e.data).change.type === 'bootstrap';
+  } catch {
+    return false;
   }
 }

@@ -2,6 +2,7 @@ import { assert } from './assert.js';
 import type { RaftConfig } from './config.js';
 import { ErrorCode, RaftKvError } from './errors.js';
 import { Raft } from './raft.js';
+import type { ConfChange } from './membership.js';
 import {
   Role,
   type Entry,
@@ -72,6 +73,17 @@ export class RawNode {
   }
 
   /**
+   * Proposes a membership change (one server at a time; see membership.ts and
+   * `Raft.proposeConfChange`). `context` rides along in the entry for the caller's state machine
+   * (addresses, identity). The change takes effect on each node when its entry is appended to
+   * that node's log (thesis section 4.1). Throws NOT_LEADER, CONF_CHANGE_PENDING,
+   * CONF_CHANGE_INVALID or PROPOSAL_DROPPED.
+   */
+  proposeConfChange(change: ConfChange, context: Uint8Array = new Uint8Array(0)): { index: LogIndex; term: Term } {
+    return this.#raft.proposeConfChange(change, context);
+  }
+
+  /**
    * Asks for a linearizable read. The answer comes as a ReadState with the same context in a
    * later Ready; it may never come (leadership lost, message lost), so callers time out.
    * Throws NOT_LEADER when no leader is known. With `lease`, a leader whose lease holds answers
@@ -112,7 +124,10 @@ export class RawNode {
     }
     const term = log.term(index);
     if (term === undefined) throw new RaftKvError(ErrorCode.LOG_COMPACTED, `cannot snapshot at ${index}: already compacted`);
-    return { index, term, confState: this.#raft.confState() };
+    // The configuration in force at `index`, which may be older than the current one.
+    const history = this.#raft.confHistory;
+    history.prune(log.firstIndex() - 1);
+    return { index, term, confState: history.at(index) };
   }
 
   /**

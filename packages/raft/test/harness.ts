@@ -11,6 +11,7 @@
  */
 import {
   describeEntry,
+  encodeConfChange,
   describeMessage,
   isRaftKvError,
   MemoryStorage,
@@ -39,6 +40,17 @@ export type NodeConfig = Omit<RaftConfig, 'id' | 'storage' | 'random' | 'applied
 export interface NetworkOptions {
   /** Number of voters, named n1..nN (default 3). */
   readonly size?: number;
+  /**
+   * The voters of the initial configuration (default: every node). The others start with an
+   * empty log and no configuration, like a machine that is about to join.
+   */
+  readonly voters?: readonly NodeId[];
+  /**
+   * Write the initial configuration as entry 1 (term 1, committed), as the node does when it
+   * bootstraps a cluster, instead of into the empty snapshot: a node that joins later then
+   * learns it from the log.
+   */
+  readonly bootstrapEntry?: boolean;
   /** Seed of every node's election jitter (default 1). */
   readonly seed?: number;
   readonly config?: NodeConfig;
@@ -114,6 +126,7 @@ export class Network {
   readonly #appliedAt = new Map<LogIndex, string>();
   readonly #random: SeededRandom;
   readonly #reportSnapshots: boolean;
+  readonly #initialVoters: readonly NodeId[];
   #filters: Filter[] = [];
 
   constructor(options: NetworkOptions = {}) {
@@ -121,8 +134,19 @@ export class Network {
     this.config = options.config ?? {};
     this.#random = new SeededRandom(options.seed ?? 1);
     this.#reportSnapshots = options.reportSnapshots ?? false;
+    const voters = options.voters ?? this.ids;
+    this.#initialVoters = voters;
     for (const id of this.ids) {
-      const storage = new MemoryStorage({ voters: [...this.ids], learners: [] });
+      const founding = voters.includes(id);
+      const entryBootstrap = options.bootstrapEntry === true;
+      const storage = new MemoryStorage(founding && !entryBootstrap ? { voters: [...voters], learners: [] } : { voters: [], learners: [] });
+      if (founding && entryBootstrap) {
+        storage.append([{ index: 1, term: 1, type: 'conf-change', data: encodeConfChange({ type: 'bootstrap', voters: [...voters] }) }]);
+        storage.setHardState({ term: 1, vote: null, commit: 1 });
+        this.#storages.set(id, storage);
+        this.#start(id);
+        continue;
+      }
       const terms = options.logs?.[id] ?? [];
       storage.append(terms.map((term, k) => ({ term, index: k + 1, type: 'normal', data: bytes(`t${term}i${k + 1}`) })));
       const hs = options.hardStates?.[id];
@@ -189,7 +213,7 @@ export class Network {
   /** The node's disk is lost: it must already be crashed; it restarts from an empty store. */
   wipe(id: NodeId): void {
     if (this.isUp(id)) throw new Error(`${id} is up`);
-    this.#storages.set(id, new MemoryStorage({ voters: [...this.ids], learners: [] }));
+    this.#storages.set(id, new MemoryStorage({ voters: [...this.#initialVoters], learners: [] }));
   }
 
   /** A new RawNode over the same storage; the state machine restarts from the stored snapshot. */

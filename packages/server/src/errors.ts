@@ -42,12 +42,15 @@ export const HTTP_STATUS = {
   RAFTKV_FRAME_INVALID: 500,
   RAFTKV_SNAPSHOT_TRANSFER_FAILED: 500,
   RAFTKV_INTERNAL: 500,
+  RAFTKV_CONF_CHANGE_PENDING: 409,
+  RAFTKV_CONF_CHANGE_INVALID: 409,
 } as const satisfies Record<HttpErrorCode, number>;
 
 /** Codes after which the client should retry after a short pause (`Retry-After: 1`). */
 const RETRY_AFTER_SECONDS: Partial<Record<HttpErrorCode, number>> = {
   RAFTKV_NOT_LEADER: 1,
   RAFTKV_PROPOSAL_DROPPED: 1,
+  RAFTKV_CONF_CHANGE_PENDING: 1,
 };
 
 export interface ErrorBody {

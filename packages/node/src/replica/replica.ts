@@ -23,6 +23,8 @@
 import type { ApplyResult, StagedSnapshot } from '@raftkv/kv';
 import {
   assert,
+  encodeConfChange,
+  EntryType,
   ErrorCode,
   isRaftKvError,
   RaftKvError,
@@ -64,6 +66,13 @@ export interface ReplicaOptions {
   /** Election jitter, and the nonce that makes this incarnation's read contexts unique. */
   readonly random: RandomSource;
   readonly logger: ReplicaLogger;
+  /**
+   * The voters of a new cluster. A node whose log is empty writes the cluster's first
+   * configuration (entry 1) with them; every founding member must be given the same list. Absent
+   * (a node joining a running cluster), the node starts with no configuration and learns it from
+   * the leader's log. Ignored once the log holds anything.
+   */
+  readonly bootstrap?: readonly NodeId[];
   /** Further settings of the core (replication windows, limits), passed through. */
   readonly raft?: Omit<RaftConfig, 'id' | 'storage' | 'random' | 'applied' | 'electionTimeoutTicks' | 'heartbeatIntervalTicks'>;
 }
@@ -162,6 +171,13 @@ export class Replica<Image> implements ReplicaInbox<Image> {
    * replica. `done` is called once, with the replica or the reason it cannot start.
    */
   static start<Image>(options: ReplicaOptions, io: ReplicaIO<Image>, done: (error: Error | null, replica: Replica<Image> | null) => void): void {
+    bootstrap(io.log, options.bootstrap, (bootError) => {
+      if (bootError !== null) return done(bootError, null);
+      Replica.#open(options, io, done);
+    });
+  }
+
+  static #open<Image>(options: ReplicaOptions, io: ReplicaIO<Image>, done: (error: Error | null, replica: Replica<Image> | null) => void): void {
     reconcile(io.log, io.stateMachine, options.logger, (error) => {
       if (error !== null) return done(error, null);
       let replica: Replica<Image>;
@@ -654,6 +670,25 @@ export class Replica<Image> implements ReplicaInbox<Image> {
     for (const done of this.#stopped.splice(0)) done(null);
   }
 }
+
+/**
+ * A founding member's first start: the log is empty, so it writes the cluster's first
+ * configuration as the committed entry 1 of term 1 (so that a node joining later learns it from
+ * the log, like every later change). Every founding member writes the very same entry (the
+ * voters, sorted, and nothing else), so their logs agree. The first election is in term 2.
+ */
+export function bootstrap(log: ReplicaLog, voters: readonly NodeId[] | undefined, done: Done): void {
+  const { hardState, confState } = log.initialState();
+  const empty = hardState.term === 0 && log.lastIndex() === 0 && confState.voters.length === 0 && confState.learners.length === 0;
+  if (voters === undefined || !empty) return done(null);
+  const sorted = [...new Set(voters)].sort();
+  assert(sorted.length === voters.length && sorted.length > 0, 'bootstrap voters are distinct and not empty');
+  const entry: Entry = { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, type: EntryType.ConfChange, data: encodeConfChange({ type: 'bootstrap', voters: sorted }) };
+  log.persist({ snapshot: null, entries: [entry], hardState: { term: BOOTSTRAP_TERM, vote: null, commit: BOOTSTRAP_INDEX }, sync: true }, done);
+}
+
+const BOOTSTRAP_INDEX = 1;
+const BOOTSTRAP_TERM = 1;
 
 /**
  * Repairs the one state a crash can leave the two stores in, and refuses the one it cannot:

@@ -26,7 +26,8 @@ export class Progress {
   /** In probe state, a MsgApp is outstanding: wait for its answer or a heartbeat response. */
   probeSent = false;
   readonly inflights: Inflights;
-  readonly isLearner: boolean;
+  /** Receives the log but never counts towards a quorum; a promotion clears it. */
+  isLearner: boolean;
 
   constructor(next: LogIndex, inflightCountMax: number, isLearner: boolean) {
     assert(next >= 1, `progress next ${next} < 1`);

@@ -44,6 +44,7 @@ export class SafetyChecker {
   readonly #committed: (CommittedEntry | undefined)[] = [];
   readonly #applied: (number | undefined)[] = [];
   readonly #dataIds = new WeakMap<Uint8Array, number>();
+  readonly #idsByContent = new Map<string, number>();
   #nextDataId = 1;
   /** Per key, the committed writes in index order. */
   readonly #writes = new Map<string, { index: LogIndex; value: string }[]>();
@@ -55,12 +56,21 @@ export class SafetyChecker {
     this.#decode = decode;
   }
 
-  /** Identity of an entry's payload: the simulator passes entries by reference, never copies them. */
+  /**
+   * Identity of an entry's payload, by content (every client value is unique in a run, and the
+   * founding members write byte-identical bootstrap entries). Cached per byte array, since the
+   * simulator passes entries by reference.
+   */
   dataId(entry: Entry): number {
     if (entry.data.byteLength === 0) return 0; // every no-op; (index, term) tells them apart
     let id = this.#dataIds.get(entry.data);
     if (id === undefined) {
-      id = this.#nextDataId++;
+      const content = `${entry.type}:${Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).toString('latin1')}`;
+      id = this.#idsByContent.get(content);
+      if (id === undefined) {
+        id = this.#nextDataId++;
+        this.#idsByContent.set(content, id);
+      }
       this.#dataIds.set(entry.data, id);
     }
     return id;

@@ -191,7 +191,7 @@ export class Simulation {
       const node: SimNode = {
         id,
         rng,
-        log: new MemoryReplicaLog({ voters: ids, learners: [] }, this.#ioScheduler(id)),
+        log: new MemoryReplicaLog({ voters: [], learners: [] }, this.#ioScheduler(id)),
         sm: new MemoryReplicaStateMachine({}, this.#ioScheduler(id)),
         // The extremes of the allowed drift are the interesting cases: draw them often.
         clockRate: 1 + drift * [-1, 1, -1 + 2 * rng.nextFloat()][rng.nextInt(3)]!,
@@ -324,6 +324,7 @@ export class Simulation {
       pendingRequestsMax: 1_000,
       random: node.rng.fork(),
       logger: this.#logger(node.id),
+      bootstrap: this.#nodes.map((n) => n.id),
     };
     const io = {
       log: new CheckedLog(node.log, (entries, prevTermOf) => this.#checker.onEntries(node.id, entries, prevTermOf), (v) => this.#fail(v)),

@@ -9,11 +9,11 @@
  * the batch goes) and returns one result per entry plus the database operations, the applied
  * position last among them.
  */
-import { assert } from '@raftkv/raft';
-import type { Entry, LogIndex } from '@raftkv/raft';
+import { assert, decodeConfChange, EntryType } from '@raftkv/raft';
+import type { ConfChange, ConfState, Entry, LogIndex } from '@raftkv/raft';
 import { executeCommand, planCommand } from './execute.js';
 import type { BatchOp, PlannedCommand } from './execute.js';
-import { encodeAppliedRecord, encodeSessionRecord, META_APPLIED_KEY, sessionKey } from './records.js';
+import { CONF_KEY, encodeAppliedRecord, encodeConfRecord, encodeSessionRecord, META_APPLIED_KEY, sessionKey } from './records.js';
 import type { AppliedPosition, SessionRecord, StoredValue } from './records.js';
 import { invalidResult, InvalidReason } from './result.js';
 import type { ApplyResult, CommandResult } from './result.js';
@@ -22,6 +22,8 @@ import type { SessionTable } from './sessions.js';
 interface Work {
   readonly entry: Entry;
   readonly planned: PlannedCommand;
+  /** A membership change, for configuration entries that decode. */
+  readonly conf: ConfChange | null;
 }
 
 export interface ApplyPlan {
@@ -40,6 +42,8 @@ export interface ApplyOutcome {
   readonly ops: readonly BatchOp[];
   /** The position once the ops are written; unchanged when nothing was new. */
   readonly applied: AppliedPosition;
+  /** The configuration once the ops are written. */
+  readonly conf: ConfState;
 }
 
 /**
@@ -62,7 +66,7 @@ export function planApply(entries: readonly Entry[], applied: AppliedPosition): 
     // Contiguity above makes this the only gap check needed: the first entry not yet applied.
     assert(work.length > 0 || entry.index === applied.index + 1, `apply: gap, entry ${entry.index} after applied index ${applied.index}`);
     assert(work.length > 0 || entry.term >= applied.term, `apply: entry ${entry.index} has a term below the applied term`);
-    work.push({ entry, planned: planCommand(entry) });
+    work.push({ entry, planned: planCommand(entry), conf: entry.type === EntryType.ConfChange ? confChangeOf(entry) : null });
   }
   const keys = [...new Set(work.flatMap(({ planned }) => (planned === null || planned.type === 'invalid' ? [] : [planned.key])))];
   return { skipped, work, keys };
@@ -73,18 +77,56 @@ export function planApply(entries: readonly Entry[], applied: AppliedPosition): 
  * updated in place; `sessions` is updated in place too, so a caller that fails to write the ops
  * must discard both (the state machine then refuses further use until it is reopened).
  */
-export function executeApply(plan: ApplyPlan, applied: AppliedPosition, current: Map<string, StoredValue | null>, sessions: SessionTable): ApplyOutcome {
+export function executeApply(
+  plan: ApplyPlan,
+  applied: AppliedPosition,
+  current: Map<string, StoredValue | null>,
+  sessions: SessionTable,
+  conf: ConfState,
+): ApplyOutcome {
   const results: ApplyResult[] = plan.skipped.map((entry) => ({ index: entry.index, result: null }));
   const ops: BatchOp[] = [];
-  for (const { entry, planned } of plan.work) {
+  let newConf = conf;
+  for (const { entry, planned, conf: change } of plan.work) {
     results.push({ index: entry.index, result: executeWithSession(entry.index, planned, current, sessions, ops) });
+    if (change !== null) newConf = followConf(newConf, change);
   }
   const last = plan.work[plan.work.length - 1]?.entry;
-  if (last === undefined) return { results, ops, applied };
+  if (last === undefined) return { results, ops, applied, conf };
+  if (newConf !== conf) ops.push({ type: 'put', key: CONF_KEY, value: encodeConfRecord(newConf) });
   const position = { index: last.index, term: last.term };
   ops.push({ type: 'put', key: META_APPLIED_KEY, value: encodeAppliedRecord(position) });
   assert(results.length === plan.skipped.length + plan.work.length, 'apply: one result per entry');
-  return { results, ops, applied: position };
+  return { results, ops, applied: position, conf: newConf };
+}
+
+/** The change of a configuration entry, or null when its bytes do not decode (then it changes nothing, on every replica). */
+function confChangeOf(entry: Entry): ConfChange | null {
+  try {
+    return decodeConfChange(entry.data).change;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The configuration after a committed change. The core checked the change against its log's
+ * configuration; this record only follows it, so it is total (a change that cannot follow, as
+ * on a state machine that began before configurations were recorded here, changes what it can)
+ * and the same on every replica.
+ */
+function followConf(conf: ConfState, change: ConfChange): ConfState {
+  const without = (ids: readonly string[], id: string): string[] => ids.filter((x) => x !== id);
+  switch (change.type) {
+    case 'bootstrap':
+      return { voters: [...change.voters], learners: [] };
+    case 'add-learner':
+      return conf.voters.includes(change.id) || conf.learners.includes(change.id) ? conf : { voters: [...conf.voters], learners: [...conf.learners, change.id] };
+    case 'promote':
+      return { voters: conf.voters.includes(change.id) ? [...conf.voters] : [...conf.voters, change.id], learners: without(conf.learners, change.id) };
+    case 'remove':
+      return { voters: without(conf.voters, change.id), learners: without(conf.learners, change.id) };
+  }
 }
 
 /** One entry's effect, with the client session's exactly-once rule (Raft thesis section 6.3). */

@@ -13,7 +13,7 @@
  * Every method is synchronous; a caller that wants I/O latency schedules around the calls.
  */
 import { assert, ErrorCode, RaftKvError } from '@raftkv/raft';
-import type { Entry, LogIndex } from '@raftkv/raft';
+import type { ConfState, Entry, LogIndex } from '@raftkv/raft';
 import { executeApply, planApply } from './apply-plan.js';
 import type { BatchOp } from './execute.js';
 import { validateCommand, validateKey, isWellFormedText } from './command.js';
@@ -21,7 +21,10 @@ import type { Command } from './command.js';
 import { resolveLimits } from './limits.js';
 import type { KvLimits } from './limits.js';
 import {
+  CONF_KEY,
   dataKey,
+  decodeConfRecord,
+  EMPTY_CONF,
   DATA_PREFIX,
   decodeAppliedRecord,
   decodeSessionRecord,
@@ -60,6 +63,7 @@ export class MemoryKvStateMachine {
   #journal: BatchOp[][] = [];
   #live: Map<string, Buffer>;
   #applied: AppliedPosition = { index: 0, term: 0 };
+  #conf: ConfState = EMPTY_CONF;
   #sessions: SessionTable;
   readonly #staged = new Map<StagedSnapshot, MemoryImage>();
 
@@ -77,6 +81,10 @@ export class MemoryKvStateMachine {
 
   get appliedTerm(): number {
     return this.#applied.term;
+  }
+
+  get confState(): ConfState {
+    return this.#conf;
   }
 
   get limits(): KvLimits {
@@ -97,9 +105,10 @@ export class MemoryKvStateMachine {
     const plan = planApply(entries, this.#applied);
     const current = new Map<string, StoredValue | null>();
     for (const key of plan.keys) current.set(key, this.#read(key));
-    const outcome = executeApply(plan, this.#applied, current, this.#sessions);
+    const outcome = executeApply(plan, this.#applied, current, this.#sessions, this.#conf);
     if (outcome.ops.length > 0) this.#write([...outcome.ops]);
     this.#applied = outcome.applied;
+    this.#conf = outcome.conf;
     return outcome.results.slice();
   }
 
@@ -133,7 +142,7 @@ export class MemoryKvStateMachine {
     const records = new Map<string, Buffer>();
     for (const [k, v] of this.#live) {
       const dbKey = keyBytes(k);
-      if (hasPrefix(dbKey, DATA_PREFIX) || hasPrefix(dbKey, SESSION_PREFIX)) records.set(k, v);
+      if (hasPrefix(dbKey, DATA_PREFIX) || hasPrefix(dbKey, SESSION_PREFIX) || dbKey.equals(CONF_KEY)) records.set(k, v);
     }
     return { position: { ...this.#applied }, records };
   }
@@ -151,7 +160,8 @@ export class MemoryKvStateMachine {
     for (const [k, v] of image.records) {
       const dbKey = keyBytes(k);
       try {
-        if (hasPrefix(dbKey, DATA_PREFIX)) decodeValueRecord(WHERE, dbKey, v);
+        if (dbKey.equals(CONF_KEY)) decodeConfRecord(WHERE, v);
+        else if (hasPrefix(dbKey, DATA_PREFIX)) decodeValueRecord(WHERE, dbKey, v);
         else if (hasPrefix(dbKey, SESSION_PREFIX)) decodeSessionRecord(WHERE, dbKey, v);
         else throw failed(`unexpected key in a snapshot image`);
       } catch (cause) {
@@ -208,6 +218,8 @@ export class MemoryKvStateMachine {
     const applied = this.#live.get(mapKey(META_APPLIED_KEY));
     assert(applied !== undefined, 'a memory state machine always holds its applied record');
     this.#applied = decodeAppliedRecord(WHERE, applied);
+    const conf = this.#live.get(mapKey(CONF_KEY));
+    this.#conf = conf === undefined ? EMPTY_CONF : decodeConfRecord(WHERE, conf);
     const sessions: SessionRecord[] = [];
     for (const [k, v] of this.#live) {
       const dbKey = keyBytes(k);

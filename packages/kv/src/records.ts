@@ -1,6 +1,7 @@
 /**
  * The layout of the state machine inside one LevelDB (keys sort bytewise):
  *
+ *   c/conf                the cluster configuration at the applied index: crc32 u32 | msgpack [voters, learners]
  *   d/<key, UTF-8>        a value record:   crc32 u32 | modIndex u64 | value bytes
  *   s/<clientId, UTF-8>   a session record: crc32 u32 | msgpack { seq, index, result }
  *   m/format              the format version: u32 (FORMAT_VERSION)
@@ -14,12 +15,14 @@
 import { crc32 } from 'node:zlib';
 import { decode, encode } from '@raftkv/codec';
 import { assert, ErrorCode, RaftKvError } from '@raftkv/raft';
-import type { LogIndex, Term } from '@raftkv/raft';
+import type { ConfState, LogIndex, Term } from '@raftkv/raft';
 import { checkStoredResult } from './result.js';
 import type { CommandResult } from './result.js';
 
 export const FORMAT_VERSION = 1;
 
+export const CLUSTER_PREFIX = Buffer.from('c/', 'utf8');
+export const CONF_KEY = Buffer.from('c/conf', 'utf8');
 export const DATA_PREFIX = Buffer.from('d/', 'utf8');
 export const SESSION_PREFIX = Buffer.from('s/', 'utf8');
 export const META_FORMAT_KEY = Buffer.from('m/format', 'utf8');
@@ -165,6 +168,35 @@ export function decodeSessionRecord(where: string, dbKey: Buffer, recordBytes: U
   }
   if (result === null) throw storageCorrupt(where, `session record of client ${name} has no valid result`);
   return { clientId, seq, index, result };
+}
+
+// ---- cluster records (c/) -------------------------------------------------------------------
+
+/** No configuration yet (a node that has not applied its cluster's first entry). */
+export const EMPTY_CONF: ConfState = Object.freeze({ voters: Object.freeze([]) as readonly string[], learners: Object.freeze([]) as readonly string[] });
+
+export function encodeConfRecord(conf: ConfState): Buffer {
+  const body = encode([[...conf.voters], [...conf.learners]]);
+  const record = Buffer.allocUnsafe(CRC_BYTES + body.byteLength);
+  record.set(body, CRC_BYTES);
+  record.writeUInt32BE(checksum(CONF_KEY, body), 0);
+  return record;
+}
+
+export function decodeConfRecord(where: string, recordBytes: Uint8Array): ConfState {
+  const record = asBuffer(recordBytes);
+  if (record.byteLength < CRC_BYTES || record.readUInt32BE(0) !== checksum(CONF_KEY, record.subarray(CRC_BYTES))) {
+    throw storageCorrupt(where, 'configuration record fails its checksum');
+  }
+  let raw: unknown;
+  try {
+    raw = decode(record.subarray(CRC_BYTES));
+  } catch (cause) {
+    throw storageCorrupt(where, 'configuration record does not decode', cause);
+  }
+  const ids = (v: unknown): v is string[] => Array.isArray(v) && v.every((id) => typeof id === 'string' && id !== '');
+  if (!Array.isArray(raw) || raw.length !== 2 || !ids(raw[0]) || !ids(raw[1])) throw storageCorrupt(where, 'configuration record has the wrong shape');
+  return { voters: raw[0], learners: raw[1] };
 }
 
 // ---- metadata (m/) --------------------------------------------------------------------------

@@ -6,9 +6,10 @@
  *
  *   header  (kind 1, once, first):  magic "RKVS" | formatVersion u32 | index u64 | term u64
  *   records (kind 2, any number):   repeated { keyBytes u32 | key | valueBytes u32 | value }
+ *                                   (the c/conf record, then the d/ and s/ records)
  *   trailer (kind 3, once, last):   recordCount u64 | crc32 u32
  *
- * Records are the database's `d/` and `s/` records exactly as stored (each still carries its own
+ * Records are the database's `c/`, `d/` and `s/` records exactly as stored (each still carries its own
  * CRC, see records.ts), in strictly ascending key order; the `m/` records are rebuilt from the
  * header. The trailer's CRC32 covers every byte of the stream before the CRC field itself.
  * Integers are big-endian. The exporter yields one frame per chunk, about `snapshotChunkBytes`
@@ -21,7 +22,10 @@ import type { KvDb } from './home.js';
 import { SNAPSHOT_FRAME_BYTES_MAX } from './limits.js';
 import {
   asBuffer,
+  CLUSTER_PREFIX,
+  CONF_KEY,
   DATA_PREFIX,
+  decodeConfRecord,
   decodeAppliedRecord,
   decodeSessionRecord,
   decodeValueRecord,
@@ -130,7 +134,7 @@ export async function* exportFrames(
     let parts: Buffer[] = [];
     let payloadBytes = 0;
     let recordCount = 0;
-    for (const prefix of [DATA_PREFIX, SESSION_PREFIX]) {
+    for (const prefix of [CLUSTER_PREFIX, DATA_PREFIX, SESSION_PREFIX]) {
       const iterator = db.iterator({ ...prefixRange(prefix), ...EXPORT_ITERATOR, snapshot });
       try {
         for (let rows = await iterator.nextv(EXPORT_ROWS_MAX); rows.length > 0; rows = await iterator.nextv(EXPORT_ROWS_MAX)) {
@@ -159,9 +163,11 @@ export async function* exportFrames(
   }
 }
 
-/** Verifies one `d/` or `s/` record; throws STORAGE_CORRUPT (naming the key) or for any other key. */
+/** Verifies one `c/`, `d/` or `s/` record; throws STORAGE_CORRUPT (naming the key) or for any other key. */
 function checkRecord(where: string, key: Buffer, value: Buffer): void {
-  if (hasPrefix(key, DATA_PREFIX) && key.byteLength > DATA_PREFIX.byteLength) {
+  if (key.equals(CONF_KEY)) {
+    decodeConfRecord(where, value);
+  } else if (hasPrefix(key, DATA_PREFIX) && key.byteLength > DATA_PREFIX.byteLength) {
     decodeValueRecord(where, key, value);
   } else if (hasPrefix(key, SESSION_PREFIX) && key.byteLength > SESSION_PREFIX.byteLength) {
     decodeSessionRecord(where, key, value);

@@ -14,7 +14,7 @@
  *   any time: it waits for the mutation in progress.
  */
 import { assert, ErrorCode, isRaftKvError, RaftAssertionError, RaftKvError } from '@raftkv/raft';
-import type { Entry, LogIndex, Term } from '@raftkv/raft';
+import type { ConfState, Entry, LogIndex, Term } from '@raftkv/raft';
 import { isWellFormedText, validateCommand, validateKey } from './command.js';
 import type { Command } from './command.js';
 import { executeApply, planApply } from './apply-plan.js';
@@ -24,7 +24,10 @@ import { resolveLimits } from './limits.js';
 import type { KvLimits } from './limits.js';
 import {
   asBuffer,
+  CONF_KEY,
   dataKey,
+  decodeConfRecord,
+  EMPTY_CONF,
   decodeAppliedRecord,
   decodeFormatRecord,
   decodeSessionRecord,
@@ -99,6 +102,8 @@ export class KvStateMachine {
   readonly #limits: KvLimits;
   #sessions: SessionTable;
   #applied: AppliedPosition;
+  /** The cluster configuration at the applied index (what `reconcile` records when it must). */
+  #conf: ConfState;
   #state: MachineState = 'open';
   /** The mutation in progress, if any (see the invariants above). */
   #mutation: 'apply' | 'install' | 'sync' | null = null;
@@ -110,11 +115,12 @@ export class KvStateMachine {
   readonly #staged = new Map<StagedSnapshot, StagingDb>();
   #importing: StagingDb | 'starting' | null = null;
 
-  private constructor(home: DbHome, limits: KvLimits, applied: AppliedPosition, sessions: SessionTable) {
+  private constructor(home: DbHome, limits: KvLimits, applied: AppliedPosition, sessions: SessionTable, conf: ConfState) {
     this.#home = home;
     this.#limits = limits;
     this.#applied = applied;
     this.#sessions = sessions;
+    this.#conf = conf;
   }
 
   /** Opens a state machine on a caller-supplied database (memory-level in tests); opens the database if needed. */
@@ -134,8 +140,8 @@ export class KvStateMachine {
     const db = home.live;
     assert(db !== null, 'a freshly opened home has a live database');
     try {
-      const { applied, sessions } = await loadState(db, home.where);
-      return new KvStateMachine(home, limits, applied, new SessionTable(limits.sessionCountMax, sessions));
+      const { applied, sessions, conf } = await loadState(db, home.where);
+      return new KvStateMachine(home, limits, applied, new SessionTable(limits.sessionCountMax, sessions), conf);
     } catch (error) {
       await home.close();
       throw error;
@@ -150,6 +156,11 @@ export class KvStateMachine {
   /** The term of the entry at `appliedIndex` (0: none). */
   get appliedTerm(): Term {
     return this.#applied.term;
+  }
+
+  /** The cluster configuration as of `appliedIndex`. */
+  get confState(): ConfState {
+    return this.#conf;
   }
 
   get limits(): KvLimits {
@@ -190,11 +201,12 @@ export class KvStateMachine {
 
   async #applyEntries(db: KvDb, entries: readonly Entry[]): Promise<ApplyResult[]> {
     const plan = planApply(entries, this.#applied);
-    if (plan.work.length === 0) return executeApply(plan, this.#applied, new Map(), this.#sessions).results.slice();
+    if (plan.work.length === 0) return executeApply(plan, this.#applied, new Map(), this.#sessions, this.#conf).results.slice();
     const current = await this.#prefetch(db, plan.keys);
-    const outcome = executeApply(plan, this.#applied, current, this.#sessions);
+    const outcome = executeApply(plan, this.#applied, current, this.#sessions, this.#conf);
     await db.batch([...outcome.ops], WRITE_UNSYNCED);
     this.#applied = outcome.applied;
+    this.#conf = outcome.conf;
     assert(outcome.results.length === entries.length, 'apply: one result per entry');
     return outcome.results.slice();
   }
@@ -376,9 +388,10 @@ export class KvStateMachine {
     const db = this.#home.live;
     assert(db !== null, 'a completed swap leaves a live database');
     try {
-      const { applied, sessions } = await loadState(db, this.#home.where);
+      const { applied, sessions, conf } = await loadState(db, this.#home.where);
       assert(applied.index === staged.meta.index && applied.term === staged.meta.term, 'the installed state is at the staged position');
       this.#applied = applied;
+      this.#conf = conf;
       this.#sessions = new SessionTable(this.#limits.sessionCountMax, sessions);
     } catch (error) {
       this.#state = 'failed';
@@ -431,7 +444,7 @@ export function openKvStateMachine(dir: string, options: KvDirOptions = {}): Pro
 }
 
 /** Reads (or, for an empty database, initialises) the format, the applied position and the sessions. */
-async function loadState(db: KvDb, where: string): Promise<{ applied: AppliedPosition; sessions: SessionRecord[] }> {
+async function loadState(db: KvDb, where: string): Promise<{ applied: AppliedPosition; sessions: SessionRecord[]; conf: ConfState }> {
   await db.open();
   const format = await db.get(META_FORMAT_KEY, VIEW);
   if (format === undefined) {
@@ -445,7 +458,7 @@ async function loadState(db: KvDb, where: string): Promise<{ applied: AppliedPos
       ],
       WRITE_SYNCED,
     );
-    return { applied, sessions: [] };
+    return { applied, sessions: [], conf: EMPTY_CONF };
   }
   const version = decodeFormatRecord(where, format);
   if (version !== FORMAT_VERSION) throw storageCorrupt(where, `format version ${version} is not supported (this build reads ${FORMAT_VERSION})`);
@@ -456,5 +469,7 @@ async function loadState(db: KvDb, where: string): Promise<{ applied: AppliedPos
   for await (const [keyBytes, record] of db.iterator({ ...prefixRange(SESSION_PREFIX), ...VIEW })) {
     sessions.push(decodeSessionRecord(where, asBuffer(keyBytes), record));
   }
-  return { applied, sessions };
+  const confRecord = await db.get(CONF_KEY, VIEW);
+  const conf = confRecord === undefined ? EMPTY_CONF : decodeConfRecord(where, confRecord);
+  return { applied, sessions, conf };
 }

@@ -148,9 +148,17 @@ export class Raft {
     return { voters: [...this.voters], learners: [...this.learners] };
   }
 
-  /** A voter may campaign; learners and removed nodes may not. */
+  /**
+   * A voter may campaign; learners may not. So may a node that the latest change in its log
+   * removed, while it does not know that change committed: it may be the only node holding it
+   * (the leader that proposed its own removal, deposed before the change committed), and the
+   * others may need it to lead, commit the change and step down (thesis section 4.2.2). Once it
+   * knows the change committed, it stays out.
+   */
   promotable(): boolean {
-    return this.voters.includes(this.id);
+    if (this.voters.includes(this.id)) return true;
+    const latest = this.confHistory.currentIndex;
+    return latest > this.log.committed && this.confHistory.at(latest - 1).voters.includes(this.id);
   }
 
   /**
@@ -308,8 +316,14 @@ export class Raft {
     this.#reset(this.term);
     this.role = Role.Leader;
     this.lead = this.id;
-    const self = this.progress.get(this.id);
-    assert(self !== undefined, 'leader is not in its own configuration');
+    let self = this.progress.get(this.id);
+    if (self === undefined) {
+      // Elected though the latest (uncommitted) configuration removed it: it leads without
+      // counting itself until that change commits (see `promotable`).
+      self = new Progress(this.log.lastIndex() + 1, this.cfg.inflightCountMax, false);
+      self.match = this.log.stableLastIndex();
+      this.progress.set(this.id, self);
+    }
     self.becomeReplicate();
     // A no-op entry of the new term (paper section 8): committing it commits everything before
     // it and tells the leader its commit index is current, which ReadIndex relies on.

@@ -169,6 +169,30 @@ describe('4.2.2 removing members', () => {
     expect(net.leader()).toBe(lead);
   });
 
+  it('4.2.2: a leader deposed before its own removal committed may campaign again, and hands over once it commits (else: deadlock)', () => {
+    // Two voters. n1 removes itself; the change reaches nobody, and n1 loses leadership. n2 uses
+    // the old configuration and needs n1's vote, which n1 refuses (its log is longer). Only n1
+    // can break the tie: it campaigns though its latest configuration excludes it, wins n2's vote
+    // (the new configuration's majority), commits the change, and steps down in n2's favour.
+    const net = new Network({ size: 2, bootstrapEntry: true });
+    net.elect('n1');
+    net.propose('n1', 'a');
+    net.stabilize();
+    const cut = net.isolate('n1');
+    propose(net, 'n1', { type: 'remove', id: 'n1' });
+    net.stabilize();
+    net.tick('n1', 2 * ET); // check-quorum: n1 steps down
+    expect(net.status('n1').role).toBe('follower');
+    cut();
+    for (let round = 0; round < 10 && !(net.leader() === 'n2' && net.status('n2').confState.voters.length === 1); round++) {
+      net.tickLockstep(3 * ET);
+      net.stabilize();
+    }
+    expect(net.leader()).toBe('n2');
+    expect(net.status('n2').confState).toEqual({ voters: ['n2'], learners: [] });
+    expect(net.status('n2').commit).toBeGreaterThanOrEqual(net.status('n1').lastIndex);
+  });
+
   it('4.2.3: a removed node that never learned of its removal cannot disrupt the cluster', () => {
     const net = clusterWithSpare(3);
     net.isolate('n3');

@@ -4,7 +4,7 @@
  * replica. Promises end here: each operation's callback runs when its promise settles.
  */
 import type { ApplyResult, KvStateMachine, StagedSnapshot } from '@raftkv/kv';
-import type { Entry, LogIndex, LogStorage, SnapshotMeta, Term } from '@raftkv/raft';
+import type { ConfState, Entry, LogIndex, LogStorage, SnapshotMeta, Term } from '@raftkv/raft';
 import type { LevelLogStorage } from '@raftkv/storage';
 import type { SnapshotStreams, TransportHandlers } from '@raftkv/transport';
 import type { Clock, Done, LogWrite, ReplicaInbox, ReplicaLog, ReplicaStateMachine } from '../replica/io.js';
@@ -77,6 +77,10 @@ export class LevelReplicaStateMachine implements ReplicaStateMachine<ChunkImage>
 
   get appliedTerm(): Term {
     return this.#kv.appliedTerm;
+  }
+
+  get confState(): ConfState {
+    return this.#kv.confState;
   }
 
   apply(entries: readonly Entry[], done: (error: Error | null, results: readonly ApplyResult[]) => void): void {

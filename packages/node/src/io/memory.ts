@@ -163,6 +163,10 @@ export class MemoryReplicaStateMachine implements ReplicaStateMachine<MemoryImag
     return this.kv.appliedTerm;
   }
 
+  get confState(): ConfState {
+    return this.kv.confState;
+  }
+
   apply(entries: readonly Entry[], done: (error: Error | null, results: readonly ApplyResult[]) => void): void {
     this.#later('apply', () => this.kv.apply(entries), (error, results) => done(error, results ?? []));
   }

@@ -11,7 +11,7 @@
  * replica tolerates both.
  */
 import type { ApplyResult, StagedSnapshot } from '@raftkv/kv';
-import type { Entry, HardState, LogIndex, LogStorage, Message, MsgSnap, NodeId, Snapshot, SnapshotMeta, Term } from '@raftkv/raft';
+import type { ConfState, Entry, HardState, LogIndex, LogStorage, Message, MsgSnap, NodeId, Snapshot, SnapshotMeta, Term } from '@raftkv/raft';
 
 /** Completion of an operation that returns nothing: `null` when it succeeded. */
 export type Done = (error: Error | null) => void;
@@ -47,6 +47,8 @@ export interface ReplicaStateMachine<Image> {
   /** The last entry applied, and its term (0 / 0: none). */
   readonly appliedIndex: LogIndex;
   readonly appliedTerm: Term;
+  /** The cluster configuration as of `appliedIndex` (kept with the state: snapshots carry it). */
+  readonly confState: ConfState;
   /**
    * Applies committed entries in order, skipping those at or below `appliedIndex`; one result per
    * entry. The state may be written without sync: the log replays what a crash loses.

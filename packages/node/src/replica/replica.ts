@@ -31,6 +31,7 @@ import {
   RawNode,
   type Role,
   type BasicStatus,
+  type ConfChange,
   type Entry,
   type LogIndex,
   type Message,
@@ -227,6 +228,28 @@ export class Replica<Image> implements ReplicaInbox<Image> {
       return done(asError(error), null);
     }
     const write: WriteRequest = { kind: 'write', ...proposed, deadlineMs: this.#deadline(), done, settled: false };
+    this.#requests.addWrite(write);
+    this.#run();
+  }
+
+  /**
+   * Proposes a membership change (one server at a time; `RawNode.proposeConfChange`). `done`
+   * once its entry is applied here: it is committed, and in force on every node that holds it.
+   * Errors: NOT_LEADER, CONF_CHANGE_PENDING, CONF_CHANGE_INVALID, PROPOSAL_DROPPED (certainly
+   * not made), TIMEOUT or SHUTTING_DOWN (outcome unknown).
+   */
+  changeMembership(change: ConfChange, context: Uint8Array, done: (error: Error | null) => void): void {
+    const refused = this.#admit();
+    if (refused !== null) return done(refused);
+    this.#catchUp();
+    let proposed: { index: LogIndex; term: Term };
+    try {
+      proposed = this.#raw.proposeConfChange(change, context);
+    } catch (error) {
+      return done(asError(error));
+    }
+    this.#logger.info({ term: this.#term, index: proposed.index, change }, 'membership change proposed');
+    const write: WriteRequest = { kind: 'write', ...proposed, deadlineMs: this.#deadline(), done: (error) => done(error), settled: false };
     this.#requests.addWrite(write);
     this.#run();
   }
@@ -532,6 +555,9 @@ export class Replica<Image> implements ReplicaInbox<Image> {
         if (write.term !== e.term) {
           // Another entry took the index, and it is committed: this write is gone from every log.
           settle(write, new RaftKvError(ErrorCode.PROPOSAL_DROPPED, `leadership changed before index ${e.index} committed; the write was not applied`, { leaderHint: this.#leader }));
+        } else if (e.type === EntryType.ConfChange) {
+          // A membership change has no result: applied is done.
+          settle(write, null);
         } else if (applied.result === null) {
           // The state machine already held this very entry (it came with a snapshot taken past
           // it), so the write took effect, but its result was computed elsewhere. Saying
@@ -702,7 +728,7 @@ const BOOTSTRAP_TERM = 1;
  *   directory does this (the replica syncs the state machine before it compacts the log).
  */
 export function reconcile<Image>(log: ReplicaLog, sm: ReplicaStateMachine<Image>, logger: ReplicaLogger, done: Done): void {
-  const { hardState, confState } = log.initialState();
+  const { hardState } = log.initialState();
   const commit = Math.max(hardState.commit, log.firstIndex() - 1);
   if (sm.appliedIndex < log.firstIndex() - 1) {
     return done(
@@ -715,7 +741,8 @@ export function reconcile<Image>(log: ReplicaLog, sm: ReplicaStateMachine<Image>
   }
   if (sm.appliedIndex <= commit) return done(null);
   logger.warn({ applied: sm.appliedIndex, commit }, 'state machine is ahead of the log; recording its snapshot in the log');
-  const snapshot = { meta: { index: sm.appliedIndex, term: sm.appliedTerm, confState }, data: EMPTY };
+  // The configuration at that index is the state machine's: the log may not reach that far.
+  const snapshot = { meta: { index: sm.appliedIndex, term: sm.appliedTerm, confState: sm.confState }, data: EMPTY };
   log.persist({ snapshot, entries: [], hardState: null, sync: true }, done);
 }
 

@@ -95,6 +95,10 @@ export class CheckedStateMachine implements ReplicaStateMachine<MemoryImage> {
     return this.#inner.appliedTerm;
   }
 
+  get confState(): ConfState {
+    return this.#inner.confState;
+  }
+
   apply(entries: readonly Entry[], done: (error: Error | null, results: readonly ApplyResult[]) => void): void {
     // The loop applies one batch at a time, so nothing changes the applied index before this completes.
     const before = this.#inner.appliedIndex;

@@ -15,11 +15,12 @@ export const FAULT_KINDS = [
   'transfer', // ask for leadership transfer to a random node
   'pause', // stop a node (SIGSTOP): its clock runs on, it does nothing; then resume it
   'slow-disk', // one node's disk becomes 5-20 times slower: its Ready loop stays busy
+  'membership', // a membership change: add a spare machine as a learner, promote a learner, remove a follower or the leader
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** Faults of processes and disks (one track); the others are faults of the network (another track). */
-export const PROCESS_FAULT_KINDS: readonly FaultKind[] = ['crash', 'power-loss', 'crash-in-loop', 'leader-churn', 'transfer', 'pause', 'slow-disk'];
+export const PROCESS_FAULT_KINDS: readonly FaultKind[] = ['crash', 'power-loss', 'crash-in-loop', 'leader-churn', 'transfer', 'pause', 'slow-disk', 'membership'];
 
 export interface SimOptions {
   readonly seed: number;
@@ -42,6 +43,8 @@ export interface SimOptions {
   readonly allFaults: boolean;
   /** Events kept for the failure trace. */
   readonly traceEvents: number;
+  /** Machines outside the cluster at the start, that membership changes may add (`n<nodes+1>`, ...). */
+  readonly spares: number;
   /** Compact the log once this many applied entries are not in a snapshot; 0 draws it from the seed. */
   readonly snapshotEveryEntries: number;
 }
@@ -57,5 +60,6 @@ export const SIM_DEFAULTS: Omit<SimOptions, 'seed'> = {
   faults: FAULT_KINDS,
   allFaults: false,
   traceEvents: 400,
+  spares: 2,
   snapshotEveryEntries: 0,
 };

@@ -9,7 +9,7 @@ import {
   type ReplicaLogger,
   type ReplicaOptions,
 } from '@raftkv/node';
-import { ErrorCode, isRaftKvError, Role, SeededRandom, type BasicStatus, type Entry, type Message, type MsgSnap, type NodeId, type Term } from '@raftkv/raft';
+import { ErrorCode, isRaftKvError, Role, SeededRandom, type BasicStatus, type ConfChange, type Entry, type Message, type MsgSnap, type NodeId, type Term } from '@raftkv/raft';
 import { checkLinearizable, formatHistory, type Operation } from '../linearizability/index.js';
 import { EventQueue } from './heap.js';
 import { CheckedLog, CheckedStateMachine } from './checked-io.js';
@@ -34,6 +34,8 @@ export interface SimStats {
   snapshotsRefused: number;
   /** Restarts that found the state machine ahead of the log and recorded its snapshot (a crash between install and persist). */
   reconciles: number;
+  /** Membership changes applied on the leader that proposed them. */
+  membershipChanges: number;
   messagesDelivered: number;
   messagesDropped: number;
   writesOk: number;
@@ -81,6 +83,10 @@ interface SimNode {
   /** Crash right after the next completion of this operation of its Ready loop. */
   crashAfter: IoOperation | null;
   slowDisk: boolean;
+  /** A founding member (bootstraps the cluster), or a spare machine a membership change may add. */
+  readonly founding: boolean;
+  /** Removed from the cluster (the removal committed) and shut down for good. */
+  retired: boolean;
   role: Role;
   term: Term;
   commitSeen: number;
@@ -122,6 +128,7 @@ export class Simulation {
   readonly #trace: Trace;
   readonly #history: MutableOp[] = [];
   readonly #replicaSettings: Pick<ReplicaOptions, 'snapshotEveryEntries' | 'snapshotCatchupEntries' | 'raft'>;
+  readonly #founding: readonly NodeId[];
   #seq = 0;
   #step = 0;
   #now = 0;
@@ -129,6 +136,8 @@ export class Simulation {
 
   // network state
   #blocked = new Set<string>();
+  /** Spares a membership change ever tried to add (they run from then on, member or not). */
+  readonly #everAdded = new Set<NodeId>();
   /** Snapshot streams under way, by receiver: a crash of the receiver fails them. */
   readonly #streams = new Set<{ readonly to: NodeId; readonly fail: (why: string) => void }>();
   #lossP = 0;
@@ -153,6 +162,7 @@ export class Simulation {
     snapshotsInstalled: 0,
     snapshotsRefused: 0,
     reconciles: 0,
+    membershipChanges: 0,
     messagesDelivered: 0,
     messagesDropped: 0,
     writesOk: 0,
@@ -172,7 +182,8 @@ export class Simulation {
     this.#rng = new SeededRandom(this.opts.seed);
     this.#netRng = this.#rng.fork();
     this.#trace = new Trace(this.opts.traceEvents);
-    const ids = Array.from({ length: this.opts.nodes }, (_, k) => `n${k + 1}`);
+    const ids = Array.from({ length: this.opts.nodes + this.opts.spares }, (_, k) => `n${k + 1}`);
+    this.#founding = ids.slice(0, this.opts.nodes);
     // Replication settings are drawn per seed: small messages and windows split batches, which
     // exposes commit-rule and back-off bugs that large batches hide; frequent compaction makes
     // followers catch up by snapshot.
@@ -203,6 +214,8 @@ export class Simulation {
         deferred: [],
         crashAfter: null,
         slowDisk: false,
+        founding: this.#founding.includes(id),
+        retired: false,
         role: Role.Follower,
         term: 0,
         commitSeen: 0,
@@ -214,7 +227,7 @@ export class Simulation {
 
   run(): SimResult {
     for (const node of this.#nodes) {
-      this.#start(node);
+      if (node.founding) this.#start(node);
       this.#scheduleTimer(node, 1 + this.#rng.nextInt(this.opts.tickUnits));
     }
     this.#scheduleClient(20);
@@ -324,7 +337,7 @@ export class Simulation {
       pendingRequestsMax: 1_000,
       random: node.rng.fork(),
       logger: this.#logger(node.id),
-      bootstrap: this.#nodes.map((n) => n.id),
+      ...(node.founding ? { bootstrap: this.#founding } : {}),
     };
     const io = {
       log: new CheckedLog(node.log, (entries, prevTermOf) => this.#checker.onEntries(node.id, entries, prevTermOf), (v) => this.#fail(v)),
@@ -386,7 +399,9 @@ export class Simulation {
   }
 
   #restart(node: SimNode): void {
-    if (node.state !== 'down') return;
+    if (node.state !== 'down' || node.retired) return;
+    // A spare that was never added stays off.
+    if (!node.founding && !this.#everAdded.has(node.id)) return;
     this.#note(node.id, 'RESTART');
     this.#start(node);
   }
@@ -738,7 +753,9 @@ export class Simulation {
         return;
       case 'transfer': {
         if (leader === null || leader.replica === null || leader.paused) return;
-        const target = shuffled.find((id) => id !== leader.id)!;
+        const voters = leader.replica.status().confState.voters;
+        const target = shuffled.find((id) => id !== leader.id && voters.includes(id));
+        if (target === undefined) return;
         this.#note(leader.id, `FAULT transfer leadership to ${target}`);
         try {
           leader.replica.transferLeadership(target);
@@ -753,6 +770,9 @@ export class Simulation {
         this.#pause(leaderOrAny(0.6), Math.min(end, this.#now + 30 + this.#rng.nextInt(400)));
         return;
       }
+      case 'membership':
+        this.#changeMembership();
+        return;
       case 'slow-disk': {
         const victim = leaderOrAny(0.5);
         victim.slowDisk = true;
@@ -761,6 +781,61 @@ export class Simulation {
         return;
       }
     }
+  }
+
+  /**
+   * One membership change, asked of the leader like an operator would: add a spare machine as a
+   * learner (it starts with an empty disk and joins), promote a learner, remove a follower, or
+   * remove the leader itself. A removed node keeps running until its removal is applied on the
+   * leader, then is shut down for good.
+   */
+  #changeMembership(): void {
+    const leader = this.#leader();
+    if (leader === null || leader.replica === null || leader.paused) return;
+    const { voters, learners } = leader.replica.status().confState;
+    const spares = this.#nodes.filter((n) => !n.founding && !n.retired && !this.#everAdded.has(n.id));
+    const options: (() => void)[] = [];
+    const propose = (change: ConfChange, onApplied: () => void = () => undefined): void => {
+      this.#note(leader.id, `MEMBERSHIP ${change.type} ${'id' in change ? change.id : ''}`);
+      leader.replica!.changeMembership(change, new Uint8Array(0), (error) => {
+        if (error === null) {
+          this.stats.membershipChanges++;
+          this.#note(leader.id, `MEMBERSHIP ${change.type} ${'id' in change ? change.id : ''} applied`);
+          onApplied();
+        } else if (isRaftKvError(error)) {
+          this.#note(leader.id, `MEMBERSHIP ${change.type} refused: ${error.code} ${error.message}`);
+        } else {
+          throw error;
+        }
+      });
+    };
+    if (spares.length > 0 && voters.length + learners.length < this.opts.nodes + 2) {
+      options.push(() => {
+        const spare = spares[0]!;
+        this.#everAdded.add(spare.id);
+        if (spare.state === 'down') this.#start(spare);
+        propose({ type: 'add-learner', id: spare.id });
+      });
+    }
+    for (const id of learners) options.push(() => propose({ type: 'promote', id }));
+    const removable = [...voters.filter((id) => id !== leader.id), ...learners];
+    if (voters.length + learners.length > this.opts.nodes - 1) {
+      for (const id of removable) options.push(() => propose({ type: 'remove', id }, () => this.#retire(id)));
+      if (voters.length > 1) options.push(() => propose({ type: 'remove', id: leader.id }, () => this.#retire(leader.id)));
+    }
+    if (options.length === 0) return;
+    options[this.#rng.nextInt(options.length)]!();
+  }
+
+  /** A node whose removal was applied is shut down for good, a little later. */
+  #retire(id: NodeId): void {
+    const node = this.#byId.get(id)!;
+    this.#after(50 + this.#rng.nextInt(200), () => {
+      if (node.retired) return;
+      this.#note(id, 'RETIRED (removed from the cluster)');
+      this.#crash(node, 'removed', false);
+      node.retired = true;
+    });
   }
 
   #churn(node: SimNode): void {
@@ -846,9 +921,15 @@ export class Simulation {
     this.#after(this.opts.tickUnits, () => this.#driveProbes());
   }
 
-  /** Each probe writes its own key, so a snapshot that covers it shows it too. */
+  /** Each probe writes its own key, so a snapshot that covers it shows it too. Every member must have it. */
   #probeApplied(value: string): boolean {
-    return this.#nodes.every((n) => n.state === 'up' && n.sm.kv.get(value) !== null);
+    const leader = this.#leader();
+    if (leader === null || leader.replica === null) return false;
+    const { voters, learners } = leader.replica.status().confState;
+    return [...voters, ...learners].every((id) => {
+      const n = this.#byId.get(id)!;
+      return n.state === 'up' && n.sm.kv.get(value) !== null;
+    });
   }
 
   /** True once every probe is applied on every node; at the deadline, a miss is a violation. */

@@ -16,11 +16,24 @@ export const FAULT_KINDS = [
   'pause', // stop a node (SIGSTOP): its clock runs on, it does nothing; then resume it
   'slow-disk', // one node's disk becomes 5-20 times slower: its Ready loop stays busy
   'membership', // a membership change: add a spare machine as a learner, promote a learner, remove a follower or the leader
+  'vote-crash', // a voter loses power the moment its vote grant leaves, and is back a few units later
+  'lease-bridge', // 3 nodes: the leader and one follower cut apart, clients quiet; the bridge crashes and restarts as the cut-off node asks it for a pre-vote
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** Faults of processes and disks (one track); the others are faults of the network (another track). */
-export const PROCESS_FAULT_KINDS: readonly FaultKind[] = ['crash', 'power-loss', 'crash-in-loop', 'leader-churn', 'transfer', 'pause', 'slow-disk', 'membership'];
+export const PROCESS_FAULT_KINDS: readonly FaultKind[] = [
+  'crash',
+  'power-loss',
+  'crash-in-loop',
+  'leader-churn',
+  'transfer',
+  'pause',
+  'slow-disk',
+  'membership',
+  'vote-crash',
+  'lease-bridge',
+];
 
 export interface SimOptions {
   readonly seed: number;

@@ -20,6 +20,8 @@ export interface Violation {
 interface CommittedEntry {
   readonly term: Term;
   readonly dataId: number;
+  /** The term in which it was first seen committed (the committing leader's); leaders of later terms must hold it. */
+  committedInTerm: Term;
 }
 
 /**
@@ -29,7 +31,8 @@ interface CommittedEntry {
  *   election safety       at most one leader per term
  *   log matching          two logs with an entry of the same index and term hold the same entry
  *                         and agree on the entry before it (which, by induction, is the property)
- *   leader completeness   a new leader's log holds every entry committed so far
+ *   leader completeness   a new leader's log holds every entry committed in an earlier term
+ *                         (a leader of an older term, woken late, owes nothing to later terms)
  *   state machine safety  no two nodes apply different entries at one index; what is applied
  *                         is what was committed
  *   monotonicity          a node's commit and applied indexes never go back within one
@@ -87,7 +90,7 @@ export class SafetyChecker {
     this.elections++;
     for (let i = status.firstIndex; i <= this.maxCommitted; i++) {
       const c = this.#committed[i];
-      if (c === undefined) continue;
+      if (c === undefined || c.committedInTerm >= status.term) continue;
       const t = raw.termAt(i);
       if (t !== c.term) {
         return {
@@ -125,15 +128,17 @@ export class SafetyChecker {
   }
 
   /** A node's commit index moved from `from` to `to`; `entries` are those it holds in (from, to]. */
-  onCommit(node: NodeId, from: LogIndex, to: LogIndex, entries: readonly Entry[]): Violation | null {
+  onCommit(node: NodeId, from: LogIndex, to: LogIndex, entries: readonly Entry[], nodeTerm: Term): Violation | null {
     if (to < from) return { property: 'monotonic commit', detail: `${node}'s commit index went back from ${from} to ${to}` };
     for (const e of entries) {
       const c = this.#committed[e.index];
       const dataId = this.dataId(e);
       if (c === undefined) {
-        this.#committed[e.index] = { term: e.term, dataId };
+        this.#committed[e.index] = { term: e.term, dataId, committedInTerm: nodeTerm };
         this.#recordWrite(e);
-      } else if (c.term !== e.term || c.dataId !== dataId) {
+      } else if (c.term === e.term && c.dataId === dataId) {
+        c.committedInTerm = Math.min(c.committedInTerm, nodeTerm);
+      } else {
         return {
           property: 'state machine safety',
           detail: `${node} committed ${e.term}/${e.index}, but ${c.term}/${e.index} was committed before`,

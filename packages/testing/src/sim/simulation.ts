@@ -147,6 +147,12 @@ export class Simulation {
   // liveness phase
   #healTime: number | null = null;
   #churnUntil = 0;
+  /** While a vote-crash fault runs: the chance that a voter loses power as its vote grant leaves. */
+  #voteCrashP = 0;
+  /** Clients send nothing before this time (a quiet cluster: logs stay the same length). */
+  #quietUntil = 0;
+  /** A lease-bridge fault waiting for the cut-off node's pre-vote to the bridge. */
+  #bridgeTrap: { readonly candidate: NodeId; readonly bridge: SimNode; readonly leader: NodeId; readonly until: number } | null = null;
   /** Each probe, and the term of the leader that last accepted it (re-proposed on a new term). */
   #probes: { value: string; acceptedTerm: Term | null }[] = [];
   #done = false;
@@ -420,12 +426,16 @@ export class Simulation {
     this.#note(node.id, `RESUME with ${node.deferred.length} deferred events`);
     const deferred = node.deferred;
     node.deferred = [];
-    // A resumed process runs its overdue timer and then what queued up, in order.
-    node.replica?.onTimer();
+    // A resumed process runs its overdue timer and what queued up, in order; which comes first
+    // depends on where in its loop the process was stopped (woken in its poll phase, it runs
+    // I/O callbacks before timers). The replica must be right either way.
+    const timerFirst = this.#rng.chance(0.5);
+    if (timerFirst) node.replica?.onTimer();
     for (const fn of deferred) {
       if (node.incarnation !== incarnation) break;
       fn();
     }
+    if (!timerFirst && node.incarnation === incarnation) node.replica?.onTimer();
   }
 
   // ---------------------------------------------------------------- checks
@@ -456,7 +466,7 @@ export class Simulation {
     if (st.commit !== node.commitSeen) {
       const lo = Math.max(node.commitSeen + 1, st.firstIndex);
       const entries = st.commit >= lo ? replica.entries(lo, st.commit + 1) : [];
-      const v = this.#checker.onCommit(node.id, node.commitSeen, st.commit, entries);
+      const v = this.#checker.onCommit(node.id, node.commitSeen, st.commit, entries, st.term);
       if (v !== null) return this.#fail(v);
       node.commitSeen = st.commit;
     }
@@ -474,12 +484,41 @@ export class Simulation {
   }
 
   #send(m: Message): void {
+    this.#springTraps(m);
     if (m.type === 'MsgSnap') return this.#sendSnapshot(m);
     if (this.#linkBlocked(m.from, m.to)) return this.#drop(m, 'partition');
     if (this.#lossP > 0 && this.#netRng.chance(this.#lossP)) return this.#drop(m, 'loss');
     const copies = this.#dupP > 0 && this.#netRng.chance(this.#dupP) ? 2 : 1;
     for (let c = 0; c < copies; c++) {
       this.#after(1 + this.#netRng.nextInt(this.#delayMax), () => this.#deliver(m));
+    }
+  }
+
+  /**
+   * Faults keyed to a message leaving: a voter that loses power as its grant leaves (the vote must
+   * have been durable before it left), and the lease-bridge trap (see `#leaseBridge`).
+   */
+  #springTraps(m: Message): void {
+    if (this.#healTime !== null) return;
+    if (m.type === 'MsgVoteResp' && !m.reject && this.#voteCrashP > 0 && this.#rng.chance(this.#voteCrashP)) {
+      const voter = this.#byId.get(m.from)!;
+      this.#after(0, () => {
+        if (voter.state !== 'up' || this.#healTime !== null) return;
+        this.#crash(voter, `right after its vote for ${m.to} left`, true);
+        this.#after(1 + this.#rng.nextInt(3), () => {
+          if (this.#healTime === null) this.#restart(voter);
+        });
+      });
+    }
+    const trap = this.#bridgeTrap;
+    if (trap !== null && m.type === 'MsgPreVote' && m.from === trap.candidate && m.to === trap.bridge.id && this.#now < trap.until) {
+      this.#bridgeTrap = null;
+      this.#quietUntil = 0;
+      this.#blockBoth(trap.leader, trap.bridge.id);
+      this.#crash(trap.bridge, `lease-bridge: asked for a pre-vote by ${trap.candidate}`, false);
+      this.#after(1 + this.#rng.nextInt(3), () => {
+        if (this.#healTime === null) this.#restart(trap.bridge);
+      });
     }
   }
 
@@ -559,7 +598,7 @@ export class Simulation {
   #scheduleClient(delay: number): void {
     this.#after(delay, () => {
       if (this.#healTime !== null) return; // the liveness phase uses probes instead
-      this.#clientOp();
+      if (this.#now >= this.#quietUntil) this.#clientOp();
       this.#scheduleClient(3 + this.#rng.nextInt(20));
     });
   }
@@ -763,8 +802,26 @@ export class Simulation {
           // It stepped down since the simulator last looked: there is nobody to ask.
           if (!isRaftKvError(error, ErrorCode.NOT_LEADER)) throw error;
         }
+        // Half the time the old leader then hears nothing for a while: nothing deposes it, and
+        // it must not go on serving lease reads once its MsgTimeoutNow is out.
+        if (this.#rng.chance(0.5)) {
+          const old = leader.id;
+          this.#after(6, () => {
+            for (const other of ids) if (other !== old) this.#blocked.add(`${other}>${old}`);
+            this.#note(null, `FAULT transfer: ${old} cannot receive`);
+          });
+          this.#at(Math.max(end, this.#now + 7), () => this.#healLinks('transfer'));
+        }
         return;
       }
+      case 'vote-crash':
+        this.#voteCrashP = 0.5;
+        this.#note(null, 'FAULT vote-crash: voters may lose power as their grant leaves');
+        this.#at(end, () => (this.#voteCrashP = 0));
+        return;
+      case 'lease-bridge':
+        this.#leaseBridge(leader, shuffled, end);
+        return;
       case 'pause': {
         // Most often the leader: a stopped leader that wakes up must not serve from its old lease.
         this.#pause(leaderOrAny(0.6), Math.min(end, this.#now + 30 + this.#rng.nextInt(400)));
@@ -838,6 +895,35 @@ export class Simulation {
     });
   }
 
+  /**
+   * The restarted-follower lease case, staged: the leader and one follower (the candidate) are
+   * cut apart, the other follower bridges them, and clients go quiet so the candidate's log stays
+   * as long as the bridge's. When the candidate, having timed out, asks the bridge for a
+   * pre-vote, the bridge crashes and restarts at once, cut from the leader: the leader's lease
+   * rests on the bridge's last acknowledgement, which the restarted bridge must keep honouring.
+   */
+  #leaseBridge(leader: SimNode | null, shuffled: readonly NodeId[], end: number): void {
+    if (leader === null || this.opts.nodes !== 3 || leader.replica === null) return;
+    const voters = leader.replica.status().confState.voters;
+    if (voters.length !== 3) return;
+    const [bridgeId, candidate] = shuffled.filter((id) => id !== leader.id && voters.includes(id));
+    if (bridgeId === undefined || candidate === undefined) return;
+    const bridge = this.#byId.get(bridgeId)!;
+    this.#quietUntil = Number.POSITIVE_INFINITY;
+    this.#after(30, () => {
+      this.#blockBoth(leader.id, candidate);
+      this.#note(null, `FAULT lease-bridge: ${leader.id} leads, ${bridge.id} bridges, ${candidate} is cut off`);
+    });
+    this.#after(Math.min(150, end - this.#now), () => {
+      this.#bridgeTrap = { candidate, bridge, leader: leader.id, until: end - 20 };
+    });
+    this.#at(end, () => {
+      this.#bridgeTrap = null;
+      this.#quietUntil = 0;
+      this.#healLinks('lease-bridge');
+    });
+  }
+
   #churn(node: SimNode): void {
     const incarnation = node.incarnation;
     this.#after(this.#rng.nextInt(3 * this.#delayMax + 1), () => {
@@ -889,6 +975,9 @@ export class Simulation {
     this.#lossP = 0;
     this.#dupP = 0;
     this.#delayMax = 5;
+    this.#voteCrashP = 0;
+    this.#quietUntil = 0;
+    this.#bridgeTrap = null;
     this.#note(null, 'HEAL all: faults stop, liveness phase begins');
     for (const n of this.#nodes) {
       n.crashAfter = null;

@@ -13,7 +13,19 @@ import { assert, decodeConfChange, EntryType } from '@raftkv/raft';
 import type { ConfChange, ConfState, Entry, LogIndex } from '@raftkv/raft';
 import { executeCommand, planCommand } from './execute.js';
 import type { BatchOp, PlannedCommand } from './execute.js';
-import { CONF_KEY, encodeAppliedRecord, encodeConfRecord, encodeSessionRecord, META_APPLIED_KEY, sessionKey } from './records.js';
+import {
+  CONF_KEY,
+  encodeAppliedRecord,
+  encodeConfRecord,
+  encodeMemberRecord,
+  encodeRemovedRecord,
+  encodeSessionRecord,
+  memberInfoOf,
+  memberKey,
+  META_APPLIED_KEY,
+  removedKey,
+  sessionKey,
+} from './records.js';
 import type { AppliedPosition, SessionRecord, StoredValue } from './records.js';
 import { invalidResult, InvalidReason } from './result.js';
 import type { ApplyResult, CommandResult } from './result.js';
@@ -22,8 +34,8 @@ import type { SessionTable } from './sessions.js';
 interface Work {
   readonly entry: Entry;
   readonly planned: PlannedCommand;
-  /** A membership change, for configuration entries that decode. */
-  readonly conf: ConfChange | null;
+  /** A membership change and its context, for configuration entries that decode. */
+  readonly conf: { readonly change: ConfChange; readonly context: Uint8Array } | null;
 }
 
 export interface ApplyPlan {
@@ -87,9 +99,11 @@ export function executeApply(
   const results: ApplyResult[] = plan.skipped.map((entry) => ({ index: entry.index, result: null }));
   const ops: BatchOp[] = [];
   let newConf = conf;
-  for (const { entry, planned, conf: change } of plan.work) {
+  for (const { entry, planned, conf: changed } of plan.work) {
     results.push({ index: entry.index, result: executeWithSession(entry.index, planned, current, sessions, ops) });
-    if (change !== null) newConf = followConf(newConf, change);
+    if (changed === null) continue;
+    newConf = followConf(newConf, changed.change);
+    memberOps(entry.index, changed.change, changed.context, ops);
   }
   const last = plan.work[plan.work.length - 1]?.entry;
   if (last === undefined) return { results, ops, applied, conf };
@@ -101,11 +115,21 @@ export function executeApply(
 }
 
 /** The change of a configuration entry, or null when its bytes do not decode (then it changes nothing, on every replica). */
-function confChangeOf(entry: Entry): ConfChange | null {
+function confChangeOf(entry: Entry): { change: ConfChange; context: Uint8Array } | null {
   try {
-    return decodeConfChange(entry.data).change;
+    return decodeConfChange(entry.data);
   } catch {
     return null;
+  }
+}
+
+/** A member added keeps what its change said of it (addresses, identity); a member removed leaves a tombstone. */
+function memberOps(index: LogIndex, change: ConfChange, context: Uint8Array, ops: BatchOp[]): void {
+  if (change.type === 'add-learner') {
+    ops.push({ type: 'put', key: memberKey(change.id), value: encodeMemberRecord(change.id, memberInfoOf(context)) });
+  } else if (change.type === 'remove') {
+    ops.push({ type: 'del', key: memberKey(change.id) });
+    ops.push({ type: 'put', key: removedKey(change.id), value: encodeRemovedRecord(change.id, index) });
   }
 }
 

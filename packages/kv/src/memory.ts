@@ -21,8 +21,14 @@ import type { Command } from './command.js';
 import { resolveLimits } from './limits.js';
 import type { KvLimits } from './limits.js';
 import {
+  checkClusterRecord,
+  CLUSTER_PREFIX,
   CONF_KEY,
   dataKey,
+  decodeMemberRecord,
+  decodeRemovedRecord,
+  MEMBER_PREFIX,
+  REMOVED_PREFIX,
   decodeConfRecord,
   EMPTY_CONF,
   DATA_PREFIX,
@@ -37,7 +43,7 @@ import {
   SESSION_PREFIX,
   userKey,
 } from './records.js';
-import type { AppliedPosition, SessionRecord, StoredValue } from './records.js';
+import type { AppliedPosition, MemberInfo, SessionRecord, StoredValue } from './records.js';
 import type { ApplyResult } from './result.js';
 import { SessionTable } from './sessions.js';
 import type { KvPair, KvValue, SnapshotPosition, StagedSnapshot } from './state-machine.js';
@@ -137,12 +143,28 @@ export class MemoryKvStateMachine {
     return out;
   }
 
+  /** The members added by changes (what their changes said of them), and the ids removed for good. */
+  members(): { members: Map<string, MemberInfo>; removed: Set<string> } {
+    const members = new Map<string, MemberInfo>();
+    const removed = new Set<string>();
+    for (const [k, v] of this.#live) {
+      const dbKey = keyBytes(k);
+      if (hasPrefix(dbKey, MEMBER_PREFIX)) {
+        const m = decodeMemberRecord(WHERE, dbKey, v);
+        members.set(m.id, m.info);
+      } else if (hasPrefix(dbKey, REMOVED_PREFIX)) {
+        removed.add(decodeRemovedRecord(WHERE, dbKey, v).id);
+      }
+    }
+    return { members, removed };
+  }
+
   /** The current state as an image (copied: later applies do not show in it). */
   exportImage(): MemoryImage {
     const records = new Map<string, Buffer>();
     for (const [k, v] of this.#live) {
       const dbKey = keyBytes(k);
-      if (hasPrefix(dbKey, DATA_PREFIX) || hasPrefix(dbKey, SESSION_PREFIX) || dbKey.equals(CONF_KEY)) records.set(k, v);
+      if (hasPrefix(dbKey, DATA_PREFIX) || hasPrefix(dbKey, SESSION_PREFIX) || hasPrefix(dbKey, CLUSTER_PREFIX)) records.set(k, v);
     }
     return { position: { ...this.#applied }, records };
   }
@@ -160,7 +182,7 @@ export class MemoryKvStateMachine {
     for (const [k, v] of image.records) {
       const dbKey = keyBytes(k);
       try {
-        if (dbKey.equals(CONF_KEY)) decodeConfRecord(WHERE, v);
+        if (hasPrefix(dbKey, CLUSTER_PREFIX)) checkClusterRecord(WHERE, dbKey, v);
         else if (hasPrefix(dbKey, DATA_PREFIX)) decodeValueRecord(WHERE, dbKey, v);
         else if (hasPrefix(dbKey, SESSION_PREFIX)) decodeSessionRecord(WHERE, dbKey, v);
         else throw failed(`unexpected key in a snapshot image`);

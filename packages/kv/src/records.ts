@@ -2,6 +2,8 @@
  * The layout of the state machine inside one LevelDB (keys sort bytewise):
  *
  *   c/conf                the cluster configuration at the applied index: crc32 u32 | msgpack [voters, learners]
+ *   c/member/<id>         a member added by a change: crc32 u32 | msgpack { peer, http, uid, autoPromote }
+ *   c/removed/<id>        a node id removed from the cluster, never to be added again: crc32 u32 | msgpack index
  *   d/<key, UTF-8>        a value record:   crc32 u32 | modIndex u64 | value bytes
  *   s/<clientId, UTF-8>   a session record: crc32 u32 | msgpack { seq, index, result }
  *   m/format              the format version: u32 (FORMAT_VERSION)
@@ -23,6 +25,8 @@ export const FORMAT_VERSION = 1;
 
 export const CLUSTER_PREFIX = Buffer.from('c/', 'utf8');
 export const CONF_KEY = Buffer.from('c/conf', 'utf8');
+export const MEMBER_PREFIX = Buffer.from('c/member/', 'utf8');
+export const REMOVED_PREFIX = Buffer.from('c/removed/', 'utf8');
 export const DATA_PREFIX = Buffer.from('d/', 'utf8');
 export const SESSION_PREFIX = Buffer.from('s/', 'utf8');
 export const META_FORMAT_KEY = Buffer.from('m/format', 'utf8');
@@ -197,6 +201,97 @@ export function decodeConfRecord(where: string, recordBytes: Uint8Array): ConfSt
   const ids = (v: unknown): v is string[] => Array.isArray(v) && v.every((id) => typeof id === 'string' && id !== '');
   if (!Array.isArray(raw) || raw.length !== 2 || !ids(raw[0]) || !ids(raw[1])) throw storageCorrupt(where, 'configuration record has the wrong shape');
   return { voters: raw[0], learners: raw[1] };
+}
+
+/**
+ * What a membership change that adds a node says about it (the change entry's context): where it
+ * listens and which data directory it is. Replicated, so every node can reach it.
+ */
+export interface MemberInfo {
+  /** "host:port" of its peer port. */
+  readonly peer: string | null;
+  /** Base URL of its HTTP API. */
+  readonly http: string | null;
+  /** Its data directory's random id (peers refuse another one under its node id). */
+  readonly uid: string | null;
+  /** Promote it to voter on its own once it has caught up. */
+  readonly autoPromote: boolean;
+}
+
+export function memberKey(id: string): Buffer {
+  return Buffer.concat([MEMBER_PREFIX, Buffer.from(id, 'utf8')]);
+}
+
+export function removedKey(id: string): Buffer {
+  return Buffer.concat([REMOVED_PREFIX, Buffer.from(id, 'utf8')]);
+}
+
+function sealed(key: Buffer, value: unknown): Buffer {
+  const body = encode(value);
+  const record = Buffer.allocUnsafe(CRC_BYTES + body.byteLength);
+  record.set(body, CRC_BYTES);
+  record.writeUInt32BE(checksum(key, body), 0);
+  return record;
+}
+
+function unsealed(where: string, key: Buffer, recordBytes: Uint8Array, what: string): unknown {
+  const record = asBuffer(recordBytes);
+  if (record.byteLength < CRC_BYTES || record.readUInt32BE(0) !== checksum(key, record.subarray(CRC_BYTES))) throw storageCorrupt(where, `${what} fails its checksum`);
+  try {
+    return decode(record.subarray(CRC_BYTES));
+  } catch (cause) {
+    throw storageCorrupt(where, `${what} does not decode`, cause);
+  }
+}
+
+/** Decodes a change's context into member information; anything malformed reads as nothing known. */
+export function memberInfoOf(context: Uint8Array): MemberInfo {
+  let raw: unknown = null;
+  try {
+    if (context.byteLength > 0) raw = decode(context);
+  } catch {
+    raw = null;
+  }
+  const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+  const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' && v.length <= 1024 ? v : null);
+  return { peer: text(r['peer']), http: text(r['http']), uid: text(r['uid']), autoPromote: r['autoPromote'] === true };
+}
+
+export function encodeMemberInfo(info: MemberInfo): Uint8Array {
+  return encode({ peer: info.peer, http: info.http, uid: info.uid, autoPromote: info.autoPromote });
+}
+
+export function encodeMemberRecord(id: string, info: MemberInfo): Buffer {
+  return sealed(memberKey(id), [info.peer, info.http, info.uid, info.autoPromote]);
+}
+
+export function decodeMemberRecord(where: string, dbKey: Buffer, recordBytes: Uint8Array): { id: string; info: MemberInfo } {
+  const id = dbKey.subarray(MEMBER_PREFIX.byteLength).toString('utf8');
+  const raw = unsealed(where, dbKey, recordBytes, `member record of ${JSON.stringify(id)}`);
+  const text = (v: unknown): v is string | null => v === null || typeof v === 'string';
+  if (!Array.isArray(raw) || raw.length !== 4 || !text(raw[0]) || !text(raw[1]) || !text(raw[2]) || typeof raw[3] !== 'boolean') {
+    throw storageCorrupt(where, `member record of ${JSON.stringify(id)} has the wrong shape`);
+  }
+  return { id, info: { peer: raw[0], http: raw[1], uid: raw[2], autoPromote: raw[3] } };
+}
+
+export function encodeRemovedRecord(id: string, index: LogIndex): Buffer {
+  return sealed(removedKey(id), index);
+}
+
+export function decodeRemovedRecord(where: string, dbKey: Buffer, recordBytes: Uint8Array): { id: string; index: LogIndex } {
+  const id = dbKey.subarray(REMOVED_PREFIX.byteLength).toString('utf8');
+  const raw = unsealed(where, dbKey, recordBytes, `removal record of ${JSON.stringify(id)}`);
+  if (typeof raw !== 'number' || !Number.isSafeInteger(raw) || raw < 1) throw storageCorrupt(where, `removal record of ${JSON.stringify(id)} has the wrong shape`);
+  return { id, index: raw };
+}
+
+/** Verifies any `c/` record (for snapshot streams and images); throws STORAGE_CORRUPT. */
+export function checkClusterRecord(where: string, dbKey: Buffer, value: Uint8Array): void {
+  if (dbKey.equals(CONF_KEY)) decodeConfRecord(where, value);
+  else if (hasPrefix(dbKey, MEMBER_PREFIX) && dbKey.byteLength > MEMBER_PREFIX.byteLength) decodeMemberRecord(where, dbKey, value);
+  else if (hasPrefix(dbKey, REMOVED_PREFIX) && dbKey.byteLength > REMOVED_PREFIX.byteLength) decodeRemovedRecord(where, dbKey, value);
+  else throw storageCorrupt(where, `unexpected cluster record ${JSON.stringify(dbKey.toString('utf8'))}`);
 }
 
 // ---- metadata (m/) --------------------------------------------------------------------------

@@ -23,9 +23,8 @@ import { SNAPSHOT_FRAME_BYTES_MAX } from './limits.js';
 import {
   asBuffer,
   CLUSTER_PREFIX,
-  CONF_KEY,
+  checkClusterRecord,
   DATA_PREFIX,
-  decodeConfRecord,
   decodeAppliedRecord,
   decodeSessionRecord,
   decodeValueRecord,
@@ -165,8 +164,8 @@ export async function* exportFrames(
 
 /** Verifies one `c/`, `d/` or `s/` record; throws STORAGE_CORRUPT (naming the key) or for any other key. */
 function checkRecord(where: string, key: Buffer, value: Buffer): void {
-  if (key.equals(CONF_KEY)) {
-    decodeConfRecord(where, value);
+  if (hasPrefix(key, CLUSTER_PREFIX)) {
+    checkClusterRecord(where, key, value);
   } else if (hasPrefix(key, DATA_PREFIX) && key.byteLength > DATA_PREFIX.byteLength) {
     decodeValueRecord(where, key, value);
   } else if (hasPrefix(key, SESSION_PREFIX) && key.byteLength > SESSION_PREFIX.byteLength) {

@@ -27,7 +27,11 @@ import {
   CONF_KEY,
   dataKey,
   decodeConfRecord,
+  decodeMemberRecord,
+  decodeRemovedRecord,
   EMPTY_CONF,
+  MEMBER_PREFIX,
+  REMOVED_PREFIX,
   decodeAppliedRecord,
   decodeFormatRecord,
   decodeSessionRecord,
@@ -42,7 +46,7 @@ import {
   storageCorrupt,
   userKey,
 } from './records.js';
-import type { AppliedPosition, SessionRecord, StoredValue } from './records.js';
+import type { AppliedPosition, MemberInfo, SessionRecord, StoredValue } from './records.js';
 import type { ApplyResult } from './result.js';
 import { SessionTable } from './sessions.js';
 import { exportFrames, importFrames } from './snapshot.js';
@@ -292,6 +296,23 @@ export class KvStateMachine {
       const stored = decodeValueRecord(this.#home.where, dbKey, record);
       return { key: userKey(dbKey), value: stored.value, modIndex: stored.modIndex };
     });
+  }
+
+  /** The members added by changes (what their changes said of them), and the ids removed for good. */
+  async members(): Promise<{ members: Map<string, MemberInfo>; removed: Set<string> }> {
+    const db = await this.#readableDb();
+    const members = new Map<string, MemberInfo>();
+    const removed = new Set<string>();
+    await this.#read(async () => {
+      for await (const [keyBytes, record] of db.iterator({ ...prefixRange(MEMBER_PREFIX), ...VIEW })) {
+        const m = decodeMemberRecord(this.#home.where, asBuffer(keyBytes), record);
+        members.set(m.id, m.info);
+      }
+      for await (const [keyBytes, record] of db.iterator({ ...prefixRange(REMOVED_PREFIX), ...VIEW })) {
+        removed.add(decodeRemovedRecord(this.#home.where, asBuffer(keyBytes), record).id);
+      }
+    });
+    return { members, removed };
   }
 
   /**

@@ -28,7 +28,7 @@ export interface ClusterOptions extends Partial<Omit<NodeOptions, 'id' | 'dataDi
  * them: the write may have been applied; retry those only with a session.
  */
 function retryable(error: unknown): boolean {
-  return isRaftKvError(error, ErrorCode.NOT_LEADER) || isRaftKvError(error, ErrorCode.PROPOSAL_DROPPED);
+  return isRaftKvError(error, ErrorCode.NOT_LEADER) || isRaftKvError(error, ErrorCode.PROPOSAL_DROPPED) || isRaftKvError(error, ErrorCode.CONF_CHANGE_PENDING);
 }
 
 /**
@@ -37,7 +37,9 @@ function retryable(error: unknown): boolean {
  * with its data, `leader()` waits for an elected leader, and the convenience calls route to it.
  */
 export class LocalCluster {
-  readonly ids: readonly NodeId[];
+  /** Every node this cluster ever started: the founding members, then those added. */
+  ids: readonly NodeId[];
+  readonly #founding: readonly NodeId[];
   readonly dataDir: string;
   readonly #options: ClusterOptions;
   readonly #ownsDataDir: boolean;
@@ -46,6 +48,7 @@ export class LocalCluster {
 
   private constructor(ids: NodeId[], dataDir: string, ownsDataDir: boolean, options: ClusterOptions) {
     this.ids = ids;
+    this.#founding = ids;
     this.dataDir = dataDir;
     this.#ownsDataDir = ownsDataDir;
     this.#options = options;
@@ -83,13 +86,15 @@ export class LocalCluster {
     return [...this.#nodes.values()];
   }
 
-  /** Waits until one running node is leader and every running node knows it. */
+  /** Waits until one running node is leader and every running member of its configuration knows it. */
   async leader(timeoutMs = 10_000): Promise<RaftKvNode> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const leaders = this.nodes.filter((n) => n.role === Role.Leader);
       const leader = leaders.length === 1 ? leaders[0]! : null;
-      if (leader !== null && this.nodes.every((n) => n.leader === leader.id)) return leader;
+      const conf = leader?.status().confState;
+      const members = new Set([...(conf?.voters ?? []), ...(conf?.learners ?? [])]);
+      if (leader !== null && this.nodes.every((n) => !members.has(n.id) || n.leader === leader.id)) return leader;
       if (Date.now() > deadline) throw new RaftKvError(ErrorCode.TIMEOUT, `no leader elected within ${timeoutMs} ms`);
       await sleep(20);
     }
@@ -130,6 +135,7 @@ export class LocalCluster {
   /** Restarts a stopped node on its previous port, with its data. */
   async startNode(id: NodeId): Promise<RaftKvNode> {
     if (this.#nodes.has(id)) throw new RaftKvError(ErrorCode.INVALID_CONFIG, `node ${id} is already running`);
+    if (!this.ids.includes(id)) throw new RaftKvError(ErrorCode.INVALID_CONFIG, `node ${id} was never started by this cluster (addNode starts a new one)`);
     const previous = this.#addresses.get(id);
     const port = previous === undefined ? 0 : Number(previous.slice(previous.lastIndexOf(':') + 1));
     const node = await this.#launch(id, port);
@@ -145,13 +151,38 @@ export class LocalCluster {
     if (this.#ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
   }
 
-  async #launch(id: NodeId, port: number): Promise<RaftKvNode> {
+  /**
+   * A new machine joins: a node `id` (by default the next unused `n<k>`) starts with an empty data
+   * directory and no configuration, and the leader adds it as a learner; with `autoPromote` (the
+   * default) the leader makes it a voter once it has caught up. Resolves once the learner is added.
+   */
+  async addNode(options: { id?: NodeId; autoPromote?: boolean } = {}): Promise<RaftKvNode> {
+    const id = options.id ?? this.#nextId();
+    if (this.ids.includes(id)) throw new RaftKvError(ErrorCode.INVALID_CONFIG, `node ${id} was already started by this cluster`);
+    const node = await this.#launch(id, 0, false);
+    this.ids = [...this.ids, id];
+    this.#publishAddresses();
+    await this.#onLeader((leader) => leader.addLearner(id, { peerAddress: node.peerAddress, uid: node.identity.uid, autoPromote: options.autoPromote ?? true }));
+    return node;
+  }
+
+  /** Removes node `id` from the configuration, then stops it (its data directory stays). */
+  async removeNode(id: NodeId): Promise<void> {
+    await this.#onLeader((leader) => leader.removeMember(id));
+    if (this.#nodes.has(id)) await this.stopNode(id);
+  }
+
+  #nextId(): NodeId {
+    for (let k = this.ids.length + 1; ; k++) if (!this.ids.includes(`n${k}`)) return `n${k}`;
+  }
+
+  async #launch(id: NodeId, port: number, founding = this.#founding.includes(id)): Promise<RaftKvNode> {
     const { nodes: _nodes, dataDir: _dataDir, host, peerAddress: _peerAddress, ...nodeOptions } = this.#options;
     const node = await RaftKvNode.start({
       ...nodeOptions,
       id,
       dataDir: join(this.dataDir, id),
-      members: this.ids,
+      ...(founding ? { members: this.#founding } : {}),
       peers: this.#peersOf(id),
       listen: { host: host ?? '127.0.0.1', port },
     });

@@ -1,7 +1,7 @@
 export { LocalCluster, startCluster } from './cluster.js';
 export type { ClusterOptions } from './cluster.js';
 export { RaftKvNode, startNode } from './node.js';
-export type { Consistency, KvItem, NodeStatus, ReadOptions, RoleChange, WriteOptions } from './node.js';
+export type { Consistency, KvItem, MemberView, NodeStatus, ReadOptions, RoleChange, WriteOptions } from './node.js';
 export { NODE_DEFAULTS, parseAddress, resolveNodeOptions } from './options.js';
 export type { NodeOptions, NodeSettings } from './options.js';
 export { Replica, reconcile } from './replica/replica.js';

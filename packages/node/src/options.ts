@@ -4,17 +4,29 @@ import type { Transport } from '@raftkv/transport';
 import type { Logger } from 'pino';
 
 export interface NodeOptions {
-  /** This node's id; must be one of `members`. */
+  /** This node's id; one of `members` for a founding member. */
   readonly id: NodeId;
   /** Where this node keeps its log (`<dataDir>/log`) and its state machine (`<dataDir>/kv`). */
   readonly dataDir: string;
-  /** The voters the cluster is bootstrapped with (ignored once the data directory holds state). */
-  readonly members: readonly NodeId[];
+  /**
+   * The voters a new cluster is bootstrapped with, this node among them (ignored once the data
+   * directory holds state). Absent: this node joins a running cluster; it starts with no
+   * configuration and waits for a leader to add it (`addLearner` on a member, or
+   * `raftkv start --join`).
+   */
+  readonly members?: readonly NodeId[];
+  /** Once a learner that joined with auto-promotion has been caught up this long, the leader makes it a voter (default 2 s). */
+  readonly autoPromoteStableMs?: number;
   /** Peer addresses ("host:port") by node id; this node's own entry, if any, is where it listens. */
   readonly peers: Readonly<Record<NodeId, string>>;
   /** Where to listen for peers, when not taken from `peers[id]`. Port 0 lets the OS choose. */
   readonly listen?: { readonly host: string; readonly port: number };
-  /** Nodes of one cluster share this id; connections from other clusters are refused. */
+  /**
+   * Nodes of one cluster share this id; connections from other clusters are refused. A data
+   * directory records the cluster it was created for: omit this to use that one (a restored
+   * cluster has an id of its own), or give it and it must match. Default for a new data
+   * directory: "raftkv".
+   */
   readonly clusterId?: string;
   /** Length of one Raft tick. Election and heartbeat timeouts are whole numbers of ticks. */
   readonly tickMs?: number;
@@ -43,7 +55,6 @@ export interface NodeOptions {
 }
 
 export const NODE_DEFAULTS = {
-  clusterId: 'raftkv',
   tickMs: 100,
   electionTimeoutMs: 1000,
   heartbeatIntervalMs: 100,
@@ -51,6 +62,7 @@ export const NODE_DEFAULTS = {
   snapshotCatchupEntries: 5_000,
   requestTimeoutMs: 5_000,
   pendingRequestsMax: 65_536,
+  autoPromoteStableMs: 2_000,
 } as const;
 
 /** Options with every default filled in. */
@@ -62,9 +74,11 @@ export function resolveNodeOptions(options: NodeOptions): NodeSettings {
     throw new RaftKvError(ErrorCode.INVALID_CONFIG, message);
   };
   if (s.id === '') fail('id must not be empty');
-  if (!s.members.includes(s.id)) fail(`id ${s.id} is not one of members [${s.members.join(', ')}]`);
-  if (new Set(s.members).size !== s.members.length) fail(`members has duplicates: [${s.members.join(', ')}]`);
-  const positive = ['tickMs', 'electionTimeoutMs', 'heartbeatIntervalMs', 'snapshotEveryEntries', 'requestTimeoutMs', 'pendingRequestsMax'] as const;
+  if (s.members !== undefined) {
+    if (!s.members.includes(s.id)) fail(`id ${s.id} is not one of members [${s.members.join(', ')}]`);
+    if (new Set(s.members).size !== s.members.length) fail(`members has duplicates: [${s.members.join(', ')}]`);
+  }
+  const positive = ['tickMs', 'electionTimeoutMs', 'heartbeatIntervalMs', 'snapshotEveryEntries', 'requestTimeoutMs', 'pendingRequestsMax', 'autoPromoteStableMs'] as const;
   for (const key of positive) {
     if (!(Number.isInteger(s[key]) && s[key] > 0)) fail(`${key} must be a positive integer, got ${s[key]}`);
   }

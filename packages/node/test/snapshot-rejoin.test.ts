@@ -1,5 +1,3 @@
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Role } from '@raftkv/raft';
 import { startCluster } from '../src/index.js';
@@ -7,8 +5,8 @@ import { startCluster } from '../src/index.js';
 const KEYS = 100_000;
 const WRITERS = 128;
 
-describe('a wiped node rejoins through a snapshot', () => {
-  it(`of ${KEYS.toLocaleString('en')} keys while the cluster keeps serving writes, and the leader keeps its term`, async () => {
+describe('a new machine replaces a dead one, catching up through a snapshot', () => {
+  it(`of ${KEYS.toLocaleString('en')} keys while the cluster keeps serving writes; it is promoted, and the leader keeps its term`, async () => {
     // Compaction every 20,000 entries: a node that lost everything cannot catch up from the log.
     const cluster = await startCluster({ nodes: 3, snapshotEveryEntries: 20_000, snapshotCatchupEntries: 1_000 });
     try {
@@ -19,16 +17,17 @@ describe('a wiped node rejoins through a snapshot', () => {
           for (let k = next++; k < KEYS; k = next++) await leader.put(`key/${String(k).padStart(6, '0')}`, `value-${k}`);
         }),
       );
+      // A follower's machine dies for good: it is removed, and a new machine (a new id, an empty
+      // disk) is added in its place.
       const victim = cluster.nodes.find((n) => n !== leader)!;
-      const victimDir = join(cluster.dataDir, victim.id);
       await cluster.stopNode(victim.id);
-      await rm(victimDir, { recursive: true, force: true });
+      await leader.removeMember(victim.id);
       expect(leader.status().firstIndex).toBeGreaterThan(2); // the log really was compacted
 
       const term = leader.status().term;
       const roles: Role[] = [];
       leader.on('role', (change) => roles.push(change.role));
-      const rejoined = await cluster.startNode(victim.id);
+      const rejoined = await cluster.addNode();
       // Writes go on while the snapshot streams.
       let during = 0;
       let caughtUp = false;
@@ -60,6 +59,10 @@ describe('a wiped node rejoins through a snapshot', () => {
       const all = await rejoined.scan('key/', { consistency: 'stale', limit: 10_000 });
       expect(all).toHaveLength(10_000);
       expect(rejoined.transport.stats().snapshotsReceived).toBeGreaterThanOrEqual(1);
+      // It was promoted on its own once caught up, and the removed id is gone for good.
+      for (let k = 0; k < 200 && !leader.status().confState.voters.includes(rejoined.id); k++) await new Promise((r) => setTimeout(r, 50));
+      expect(leader.status().confState).toEqual({ voters: [...cluster.ids.filter((id) => id !== victim.id && id !== rejoined.id), rejoined.id].sort(), learners: [] });
+      await expect(leader.addLearner(victim.id, { peerAddress: victim.peerAddress })).rejects.toThrow(/never comes back under its old id/);
     } finally {
       await cluster.close();
     }

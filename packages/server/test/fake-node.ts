@@ -70,6 +70,7 @@ export class FakeNode implements ServedNode {
     const isLeader = this.role === Role.Leader;
     return {
       id: this.id,
+      uid: `uid-${this.id}`,
       role: this.role,
       term: 3,
       vote: this.leader,

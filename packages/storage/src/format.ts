@@ -8,6 +8,8 @@
  *   m/snapshot                   the latest snapshot's metadata (index, term, configuration)
  *   m/snapshot-data              the snapshot's data, only when a caller gave non-empty bytes
  *   m/version                    the format version (FORMAT_VERSION)
+ *   m/identity                   this node's identity: cluster id, node id, and a random id of the data directory
+ *   p/<node id>                  the data-directory id first seen from that peer (see LevelLogStorage.rememberPeer)
  *
  * Record (every value): crc32 (4 bytes, big-endian, over the payload) ‖ payload, where the
  * payload is one msgpack value encoded with the shared `Packr` of @raftkv/codec:
@@ -16,6 +18,8 @@
  *   snapshot meta  [index, term, voters, learners]
  *   snapshot data  [index, data]                   index: the snapshot it belongs to
  *   version        FORMAT_VERSION                  (this record's layout never changes)
+ *   identity       [clusterId, nodeId, uid]
+ *   peer           uid
  */
 import { crc32 } from 'node:zlib';
 import { decode, encode } from '@raftkv/codec';
@@ -54,7 +58,45 @@ export const KEY = {
   snapshot: 'm/snapshot',
   snapshotData: 'm/snapshot-data',
   version: 'm/version',
+  identity: 'm/identity',
 } as const;
+
+const PEER_KEY_PREFIX = 'p/';
+
+/** Who this log store belongs to. The uid is drawn when the store is created: a wiped store gets a new one. */
+export interface NodeIdentity {
+  readonly clusterId: string;
+  readonly nodeId: string;
+  readonly uid: string;
+}
+
+export function peerKey(nodeId: string): string {
+  return PEER_KEY_PREFIX + nodeId;
+}
+
+/** The node id a peer key names, or null when `key` is not a peer key. */
+export function parsePeerKey(key: string): string | null {
+  return key.startsWith(PEER_KEY_PREFIX) && key.length > PEER_KEY_PREFIX.length ? key.slice(PEER_KEY_PREFIX.length) : null;
+}
+
+export function encodeIdentity(identity: NodeIdentity): Uint8Array {
+  return seal([identity.clusterId, identity.nodeId, identity.uid], 'the node identity');
+}
+
+export function decodeIdentity(record: Uint8Array, dataDir: string): NodeIdentity {
+  return unseal(record, `the node identity (${KEY.identity})`, dataDir, (value) => {
+    const [clusterId, node, uid] = tuple(value, 3);
+    return { clusterId: nodeId(clusterId, 'clusterId'), nodeId: nodeId(node, 'nodeId'), uid: nodeId(uid, 'uid') };
+  });
+}
+
+export function encodePeerUid(uid: string): Uint8Array {
+  return seal(uid, 'a peer identity');
+}
+
+export function decodePeerUid(record: Uint8Array, peer: string, dataDir: string): string {
+  return unseal(record, `the identity of peer ${peer}`, dataDir, (value) => nodeId(value, 'uid'));
+}
 
 const ENTRY_KEY_PREFIX = 'e/';
 const ENTRY_KEY_DIGITS = 16;

@@ -14,6 +14,7 @@ import {
   type Term,
 } from '@raftkv/raft';
 import { writeBatch, type LogDatabase } from './database.js';
+import { encodeIdentity, encodePeerUid, KEY, peerKey, type NodeIdentity } from './format.js';
 import { loadStore, type StoredState } from './load.js';
 import { planBootstrap, planCompact, planWrite, type Plan } from './plan.js';
 
@@ -47,14 +48,18 @@ export class LevelLogStorage implements LogStorage {
   readonly #db: LogDatabase;
   readonly #dataDir: string;
   readonly #mirror: MemoryStorage;
+  #identity: NodeIdentity | null;
+  readonly #peers: Map<string, string>;
   /** The write in progress, if any; close() waits for it. */
   #writing: Promise<void> | null = null;
   #closed = false;
 
-  private constructor(db: LogDatabase, dataDir: string, mirror: MemoryStorage) {
+  private constructor(db: LogDatabase, dataDir: string, stored: StoredState) {
     this.#db = db;
     this.#dataDir = dataDir;
-    this.#mirror = mirror;
+    this.#mirror = buildMirror(stored);
+    this.#identity = stored.identity;
+    this.#peers = new Map(stored.peers);
   }
 
   /**
@@ -70,7 +75,7 @@ export class LevelLogStorage implements LogStorage {
         await writeBatch(db, planBootstrap(options.bootstrap));
         stored = emptyStore(options.bootstrap);
       }
-      return new LevelLogStorage(db, options.dataDir, buildMirror(stored));
+      return new LevelLogStorage(db, options.dataDir, stored);
     } catch (error) {
       // Release the database (and its directory lock); the open's own error is the one to report.
       await db.close().catch(() => undefined);
@@ -110,6 +115,50 @@ export class LevelLogStorage implements LogStorage {
 
   hardState(): HardState {
     return this.#open().hardState();
+  }
+
+  // --- Identity: whose log this is, and the peers it has seen. ---
+
+  /** Who this store belongs to; null until `setIdentity` (and for stores written before identities were kept). */
+  identity(): NodeIdentity | null {
+    this.#open();
+    return this.#identity;
+  }
+
+  /** Records who this store belongs to, durably. Once only: a different identity is refused. */
+  async setIdentity(identity: NodeIdentity): Promise<void> {
+    this.#open();
+    const current = this.#identity;
+    if (current !== null) {
+      if (current.clusterId === identity.clusterId && current.nodeId === identity.nodeId && current.uid === identity.uid) return;
+      throw new RaftKvError(ErrorCode.INVALID_CONFIG, `${this.#dataDir} belongs to node ${current.nodeId} of cluster ${current.clusterId}, not to ${identity.nodeId} of ${identity.clusterId}`);
+    }
+    await writeBatch(this.#db, [{ type: 'put', key: KEY.identity, value: encodeIdentity(identity) }]);
+    this.#identity = identity;
+  }
+
+  /** The data-directory id first seen from each peer (see `rememberPeer`). */
+  peerIdentities(): ReadonlyMap<string, string> {
+    this.#open();
+    return this.#peers;
+  }
+
+  /**
+   * Records, durably, the data-directory id a peer presented the first time it was seen. A peer
+   * that later presents another one lost its data directory (it forgot its votes and its log) and
+   * must not take part again under that id. Independent of the log's writes (it changes nothing
+   * the core reads), so it may run while one is in progress.
+   */
+  async rememberPeer(peer: string, uid: string): Promise<'ok' | 'mismatch'> {
+    this.#open();
+    const known = this.#peers.get(peer);
+    if (known !== undefined) return known === uid ? 'ok' : 'mismatch';
+    await writeBatch(this.#db, [{ type: 'put', key: peerKey(peer), value: encodePeerUid(uid) }]);
+    // Two first handshakes may race: the first recorded wins, the other is a mismatch.
+    const raced = this.#peers.get(peer);
+    if (raced !== undefined) return raced === uid ? 'ok' : 'mismatch';
+    this.#peers.set(peer, uid);
+    return 'ok';
   }
 
   // --- Writes: one synced batch each. ---
@@ -186,7 +235,7 @@ export class LevelLogStorage implements LogStorage {
 
 /** What planBootstrap writes, as loadStore would read it back. */
 function emptyStore(confState: ConfState): StoredState {
-  return { hardState: { term: 0, vote: null, commit: 0 }, snapshot: { meta: { index: 0, term: 0, confState }, data: new Uint8Array(0) }, entries: [] };
+  return { hardState: { term: 0, vote: null, commit: 0 }, snapshot: { meta: { index: 0, term: 0, confState }, data: new Uint8Array(0) }, entries: [], identity: null, peers: new Map() };
 }
 
 /** The mirror of a verified store, built through the model's own writers (which check it again). */

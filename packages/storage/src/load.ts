@@ -8,6 +8,8 @@ import { scanAll, type LogDatabase } from './database.js';
 import {
   corrupt,
   decodeEntry,
+  decodeIdentity,
+  decodePeerUid,
   decodeHardState,
   decodeSnapshotData,
   decodeSnapshotMeta,
@@ -15,6 +17,8 @@ import {
   FORMAT_VERSION,
   KEY,
   parseEntryKey,
+  parsePeerKey,
+  type NodeIdentity,
 } from './format.js';
 
 /** Everything a store holds, verified. */
@@ -24,10 +28,15 @@ export interface StoredState {
   readonly snapshot: Snapshot;
   /** Entries [snapshot.meta.index + 1, last], contiguous. */
   readonly entries: readonly Entry[];
+  /** Null for a store written before identities were kept. */
+  readonly identity: NodeIdentity | null;
+  /** The data-directory id first seen from each peer. */
+  readonly peers: ReadonlyMap<string, string>;
 }
 
 interface RawRecords {
   readonly meta: ReadonlyMap<string, Uint8Array>;
+  readonly peers: ReadonlyMap<string, Uint8Array>;
   readonly entries: readonly { readonly index: LogIndex; readonly record: Uint8Array }[];
 }
 
@@ -56,20 +65,26 @@ export async function loadStore(db: LogDatabase, dataDir: string): Promise<Store
   if (hardState.commit > lastIndex) {
     throw corrupt(dataDir, `the hard state commits index ${hardState.commit}, past the last log entry ${lastIndex}`);
   }
-  return { hardState, snapshot, entries };
+  const identityRecord = raw.meta.get(KEY.identity);
+  const identity = identityRecord === undefined ? null : decodeIdentity(identityRecord, dataDir);
+  const peers = new Map([...raw.peers].map(([peer, record]) => [peer, decodePeerUid(record, peer, dataDir)]));
+  return { hardState, snapshot, entries, identity, peers };
 }
 
 /** One ordered scan: entry records by index, metadata records by key; any other key is refused. */
 async function readRecords(db: LogDatabase, dataDir: string): Promise<RawRecords> {
   const meta = new Map<string, Uint8Array>();
+  const peers = new Map<string, Uint8Array>();
   const entries: { index: LogIndex; record: Uint8Array }[] = [];
   for await (const [key, record] of scanAll(db)) {
     const index = parseEntryKey(key);
+    const peer = parsePeerKey(key);
     if (index !== null) entries.push({ index, record });
     else if (META_KEYS.has(key)) meta.set(key, record);
+    else if (peer !== null) peers.set(peer, record);
     else throw corrupt(dataDir, `unexpected key ${JSON.stringify(key)}: this is not a raftkv log store, or it is damaged`);
   }
-  return { meta, entries };
+  return { meta, peers, entries };
 }
 
 function loadSnapshot(meta: ReadonlyMap<string, Uint8Array>, dataDir: string): Snapshot {

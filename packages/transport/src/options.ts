@@ -39,6 +39,25 @@ export interface TcpTransportOptions {
   readonly random?: () => number;
   /** A pino-compatible logger (default: silent). */
   readonly logger?: TransportLogger;
+  /**
+   * Identities (default: none checked). This node presents `uid` (its data directory's random
+   * id) in every handshake; a peer's is recorded the first time it is seen (`peers.remember`)
+   * and any later handshake under that peer id with another one is refused: a node whose data
+   * directory was wiped forgot its votes and its log, and must not take part under its old id.
+   */
+  readonly identity?: TransportIdentity;
+}
+
+/** Where a transport keeps the identities it has seen (the node's log store). */
+export interface PeerIdentityBook {
+  known(peer: NodeId): string | undefined;
+  /** Records `uid` for `peer` durably; resolves 'mismatch' if another was recorded meanwhile. */
+  remember(peer: NodeId, uid: string): Promise<'ok' | 'mismatch'>;
+}
+
+export interface TransportIdentity {
+  readonly uid: string;
+  readonly peers: PeerIdentityBook;
 }
 
 export const TCP_DEFAULTS = {
@@ -58,13 +77,16 @@ export const TCP_DEFAULTS = {
 
 /** Room for the msgpack wrapping of a snapshot chunk inside a frame. */
 export const CHUNK_FRAME_OVERHEAD_BYTES = 64;
+/** Longest data-directory id accepted in a handshake. */
+export const UID_LENGTH_MAX = 128;
 /** Smallest frameBytesMax that leaves room for a handshake and ordinary messages. */
 export const FRAME_BYTES_MIN = 4096;
 
-export interface ResolvedTcpOptions extends Required<Omit<TcpTransportOptions, 'peers' | 'logger' | 'snapshotChunkBytes'>> {
+export interface ResolvedTcpOptions extends Required<Omit<TcpTransportOptions, 'peers' | 'logger' | 'snapshotChunkBytes' | 'identity'>> {
   snapshotChunkBytes: number;
   readonly peers: ReadonlyMap<NodeId, string>;
   readonly logger: TransportLogger;
+  readonly identity: TransportIdentity | null;
 }
 
 const silent = (): void => {};
@@ -85,6 +107,7 @@ export function resolveTcpOptions(options: TcpTransportOptions): ResolvedTcpOpti
     random: Math.random,
     logger: SILENT_LOGGER,
     peers: new Map(),
+    identity: null,
     id: options.id,
     clusterId: options.clusterId,
     listen: options.listen,
@@ -109,6 +132,7 @@ export function resolveTcpOptions(options: TcpTransportOptions): ResolvedTcpOpti
   checkInteger('dialTimeoutMs', r.dialTimeoutMs, 1, 2 ** 31 - 1);
   checkInteger('handshakeTimeoutMs', r.handshakeTimeoutMs, 1, 2 ** 31 - 1);
   checkInteger('inboundConnectionsMax', r.inboundConnectionsMax, 1, 1 << 20);
+  if (r.identity !== null && !(r.identity.uid !== '' && r.identity.uid.length <= UID_LENGTH_MAX)) fail(`identity.uid must be 1 to ${UID_LENGTH_MAX} characters`);
   for (const [peer, address] of r.peers) parseAddress(address, `peers.${peer}`);
   return r;
 }

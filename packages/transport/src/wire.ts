@@ -1,5 +1,6 @@
 import { decode, encode } from '@raftkv/codec';
 import { assert, ErrorCode, RaftKvError, type Message, type MsgSnap, type NodeId } from '@raftkv/raft';
+import { UID_LENGTH_MAX } from './options.js';
 import { expectBytes, expectCount, expectNodeId, expectRecord, expectString, invalid, validateMessage } from './validate.js';
 
 /**
@@ -29,10 +30,12 @@ export interface Hello {
   readonly from: NodeId;
   readonly to: NodeId;
   readonly stream: StreamKind;
+  /** The sender's data-directory id, when it has one (see TcpTransportOptions.identity). */
+  readonly uid?: string;
 }
 
 /** Why an acceptor refused a handshake (sent in the `reject` frame and logged). */
-export type RejectReason = 'malformed-handshake' | 'version-unsupported' | 'cluster-mismatch' | 'wrong-node' | 'unknown-peer';
+export type RejectReason = 'malformed-handshake' | 'version-unsupported' | 'cluster-mismatch' | 'wrong-node' | 'unknown-peer' | 'identity-missing' | 'identity-mismatch';
 
 export type SnapshotFrame =
   | { readonly t: 'snap-begin'; readonly m: MsgSnap }
@@ -83,10 +86,12 @@ export function parseHello(value: unknown): Hello | RejectReason {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'malformed-handshake';
   const f = value as Readonly<Record<string, unknown>>;
   if (f['v'] !== PROTOCOL_VERSION) return typeof f['v'] === 'number' ? 'version-unsupported' : 'malformed-handshake';
-  const { clusterId, from, to, stream } = f;
+  const { clusterId, from, to, stream, uid } = f;
   if (typeof clusterId !== 'string' || (stream !== 'messages' && stream !== 'snapshot')) return 'malformed-handshake';
+  if (uid !== undefined && !(typeof uid === 'string' && uid !== '' && uid.length <= UID_LENGTH_MAX)) return 'malformed-handshake';
   try {
-    return { v: PROTOCOL_VERSION, clusterId, from: expectNodeId(from, 'hello.from'), to: expectNodeId(to, 'hello.to'), stream };
+    const hello: Hello = { v: PROTOCOL_VERSION, clusterId, from: expectNodeId(from, 'hello.from'), to: expectNodeId(to, 'hello.to'), stream };
+    return uid === undefined ? hello : { ...hello, uid };
   } catch {
     return 'malformed-handshake';
   }

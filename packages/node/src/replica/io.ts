@@ -86,6 +86,8 @@ export interface ReplicaLogger {
 export interface ReplicaEvents {
   /** The role or the known leader changed. */
   onRoleChange?(change: { role: string; term: Term; leader: NodeId | null; roleChanged: boolean; leaderChanged: boolean }): void;
+  /** Configuration entries were appended to the log (and will be persisted with the Ready that carries them). */
+  onConfEntries?(entries: readonly Entry[]): void;
   /** A write to the log or the state machine failed: the replica stopped (fail-stop) and will do nothing more. */
   onFatal?(error: Error): void;
 }

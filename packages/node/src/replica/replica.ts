@@ -480,6 +480,10 @@ export class Replica<Image> implements ReplicaInbox<Image> {
 
   #startReady(rd: Ready): void {
     if (rd.softState !== null || rd.hardState !== null) this.#onState(rd);
+    if (this.#events.onConfEntries !== undefined) {
+      const conf = rd.entries.filter((e) => e.type === EntryType.ConfChange);
+      if (conf.length > 0) this.#events.onConfEntries(conf);
+    }
     for (const m of rd.messages) this.#transport.send(m);
     if (rd.snapshot !== null) this.#install(rd);
     else this.#persist(rd);

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { assertNever, ErrorCode, type Message, type NodeId, type RaftKvError } from '@raftkv/raft';
+import { assertNever, ErrorCode, isRaftKvError, type Message, type NodeId, type RaftKvError } from '@raftkv/raft';
 import { TransportLog } from '../log.js';
 import { invalid } from '../validate.js';
 import { encodeFrame, parseHello, parseMessageFrame, type Hello, type RejectReason, type StreamKind } from '../wire.js';
@@ -23,7 +23,9 @@ export class InboundConnection implements InboundHandle {
   readonly #ctx: TcpContext;
   readonly #socket: Socket;
   readonly #remote: string;
-  #state: 'hello' | 'open' | 'refused' = 'hello';
+  #state: 'hello' | 'checking' | 'open' | 'refused' = 'hello';
+  /** Frames that arrived while a new peer's identity was being recorded, replayed after. */
+  #held: unknown[] = [];
   #snapshot: SnapshotReceiver | null = null;
 
   constructor(ctx: TcpContext, socket: Socket) {
@@ -57,6 +59,9 @@ export class InboundConnection implements InboundHandle {
     switch (this.#state) {
       case 'hello':
         return this.#onHello(value);
+      case 'checking':
+        this.#held.push(value);
+        return;
       case 'open':
         if (this.#snapshot !== null) return this.#snapshot.onFrame(value);
         return this.#onMessage(parseMessageFrame(value));
@@ -72,6 +77,43 @@ export class InboundConnection implements InboundHandle {
     const reason = typeof hello === 'string' ? hello : this.#check(hello);
     if (reason !== null) return this.#refuse(reason, typeof hello === 'string' ? null : hello);
     const h = hello as Hello;
+    const identity = this.#ctx.options.identity;
+    if (identity === null || identity.peers.known(h.from) !== undefined) return this.#open(h);
+    // A peer seen for the first time: its identity is recorded, durably, before anything it
+    // sends is believed. Frames that arrive meanwhile wait.
+    this.#state = 'checking';
+    this.#socket.pause();
+    identity.peers.remember(h.from, h.uid!).then(
+      (outcome) => {
+        if (this.#state !== 'checking') return;
+        if (outcome !== 'ok') return this.#refuse('identity-mismatch', h);
+        this.#open(h);
+        this.#replayHeld();
+        this.#socket.resume();
+      },
+      (error: unknown) => {
+        this.#ctx.log.warn({ remote: this.#remote, from: h.from, err: error }, TransportLog.handshakeRejected);
+        this.#socket.destroy();
+      },
+    );
+  }
+
+  /** Frames that waited for the identity check, as `readFrames` would have handed them. */
+  #replayHeld(): void {
+    const held = this.#held;
+    this.#held = [];
+    try {
+      for (const frame of held) {
+        if (this.#socket.destroyed || this.#state === 'refused') return;
+        this.#onFrame(frame);
+      }
+    } catch (error) {
+      if (!isRaftKvError(error, ErrorCode.FRAME_INVALID)) throw error;
+      this.#onInvalid(error);
+    }
+  }
+
+  #open(h: Hello): void {
     this.peer = h.from;
     this.stream = h.stream;
     this.#state = 'open';
@@ -88,6 +130,12 @@ export class InboundConnection implements InboundHandle {
     if (hello.clusterId !== this.#ctx.options.clusterId) return 'cluster-mismatch';
     if (hello.to !== this.#ctx.id) return 'wrong-node';
     if (!this.#ctx.isKnownPeer(hello.from)) return 'unknown-peer';
+    const identity = this.#ctx.options.identity;
+    if (identity !== null) {
+      if (hello.uid === undefined) return 'identity-missing';
+      const known = identity.peers.known(hello.from);
+      if (known !== undefined && known !== hello.uid) return 'identity-mismatch';
+    }
     return null;
   }
 
@@ -138,6 +186,7 @@ export class InboundConnection implements InboundHandle {
         return;
       case 'open':
         return this.#snapshot?.onTimeout();
+      case 'checking':
       case 'refused':
         this.#socket.destroy();
         return;

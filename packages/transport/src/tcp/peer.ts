@@ -198,7 +198,7 @@ export class OutboundPeer {
     this.#backoff.reset();
     this.#ctx.log.info({ peer: this.id, remote: this.address }, TransportLog.connected);
     const { id, options } = this.#ctx;
-    const hello: Hello = { v: PROTOCOL_VERSION, clusterId: options.clusterId, from: id, to: this.id, stream: 'messages' };
+    const hello: Hello = { v: PROTOCOL_VERSION, clusterId: options.clusterId, from: id, to: this.id, stream: 'messages', ...(options.identity === null ? {} : { uid: options.identity.uid }) };
     this.#writable = socket.write(encodeFrame(hello, options.frameBytesMax));
     this.#flush();
   }

@@ -110,7 +110,7 @@ export class SnapshotSender {
     const snapshots = this.#ctx.snapshots();
     if (snapshots === null) throw failed('transport closed');
     const message: MsgSnap = { ...this.#message, snapshot: { meta: this.#message.snapshot.meta, data: EMPTY } };
-    const hello: Hello = { v: PROTOCOL_VERSION, clusterId: options.clusterId, from: id, to: this.#peer, stream: 'snapshot' };
+    const hello: Hello = { v: PROTOCOL_VERSION, clusterId: options.clusterId, from: id, to: this.#peer, stream: 'snapshot', ...(options.identity === null ? {} : { uid: options.identity.uid }) };
     socket.write(encodeFrame(hello, options.frameBytesMax));
     await this.#write(socket, encodeFrame({ t: 'snap-begin', m: message }, options.frameBytesMax));
     let chunkCount = 0;

@@ -10,6 +10,7 @@ export { UnstableLog } from './log-unstable.js';
 export { applyConfChange, confChangeRefusal, ConfHistory, decodeConfChange, encodeConfChange } from './membership.js';
 export type { ConfChange, ConfChangeType } from './membership.js';
 export { majorityValue, voteResult } from './quorum.js';
+export { DropReason } from './screen.js';
 export type { VoteResult } from './quorum.js';
 export { SeededRandom } from './random.js';
 export type { RandomSource } from './random.js';

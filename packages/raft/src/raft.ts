@@ -6,6 +6,7 @@ import { RaftLog } from './log.js';
 import { applyConfChange, ConfHistory, confChangeRefusal, decodeConfChange, encodeConfChange, type ConfChange } from './membership.js';
 import { majorityValue, voteResult } from './quorum.js';
 import { PENDING_READS_MAX, ReadOnly } from './read-only.js';
+import { confChangesFollow, DropReason, malformedMessage } from './screen.js';
 import { Progress } from './tracker/progress.js';
 import {
   EntryType,
@@ -102,6 +103,9 @@ export class Raft {
 
   /** The highest term the caller has reported durable. */
   persistedTerm: Term;
+
+  /** Messages dropped because they cannot be what they claim (screen.ts), by reason. */
+  readonly dropped = new Map<DropReason, number>();
 
   /** Outputs, drained into a Ready by RawNode. */
   msgs: Message[] = [];
@@ -504,7 +508,11 @@ export class Raft {
   // ---------------------------------------------------------------- messages
 
   step(m: Message): void {
-    assert(m.to === this.id, `message for ${m.to} stepped into ${this.id}`);
+    const refusal = malformedMessage(m, this.id) ?? this.#refusal(m);
+    if (refusal !== null) {
+      this.dropped.set(refusal, (this.dropped.get(refusal) ?? 0) + 1);
+      return;
+    }
     if (m.term > this.term) {
       if (!this.#acceptHigherTerm(m)) return;
     } else if (m.term < this.term) {
@@ -533,6 +541,44 @@ export class Raft {
       default:
         assertNever(this.role, 'role');
     }
+  }
+
+  /**
+   * Why `m` cannot be believed given this node's state (see screen.ts), or null. Checked before
+   * anything changes: a message that fails is ignored as if it had been lost.
+   */
+  #refusal(m: Message): DropReason | null {
+    switch (m.type) {
+      case 'MsgApp':
+      case 'MsgHeartbeat':
+      case 'MsgSnap':
+        // Two leaders in one term would break election safety (paper section 5.2).
+        if (this.role === Role.Leader && m.term === this.term) return DropReason.SecondLeader;
+        if (m.type === 'MsgApp' && m.term >= this.term) return this.#appendRefusal(m);
+        return null;
+      case 'MsgAppResp':
+        if (this.role === Role.Leader && m.term === this.term && m.index > this.log.lastIndex()) return DropReason.AckBeyondLog;
+        return null;
+      case 'MsgTimeoutNow':
+      case 'MsgReadIndexResp':
+        // Only our leader may hand us leadership or answer our reads.
+        return m.term === this.term && this.lead !== m.from ? DropReason.NotFromLeader : null;
+      default:
+        return null;
+    }
+  }
+
+  /**
+   * An append that would bring a configuration change that cannot follow. (One that would rewrite
+   * committed entries cannot get this far: `#handleAppend` answers any append that starts below
+   * the commit index with the commit index, and appends nothing.)
+   */
+  #appendRefusal(m: MsgApp): DropReason | null {
+    if (m.index < this.log.committed || !this.log.matchTerm(m.index, m.logTerm)) return null; // answered without appending
+    const conflict = this.log.findConflict(m.entries);
+    if (conflict === 0) return null;
+    const appended = m.entries.slice(conflict - m.index - 1);
+    return confChangesFollow(this.confHistory.at(conflict - 1), appended) ? null : DropReason.InvalidConfChange;
   }
 
   /** A message of a higher term. Returns false when it must be ignored. */
@@ -630,9 +676,7 @@ export class Raft {
       case 'MsgApp':
       case 'MsgHeartbeat':
       case 'MsgSnap':
-        // Two leaders in one term would break election safety (paper section 5.2).
-        assert(false, `leader ${this.id} received ${m.type} from ${m.from} in its own term ${this.term}`);
-        return;
+        return; // refused by #refusal: a second leader in this term
       case 'MsgVote':
       case 'MsgPreVote':
       case 'MsgVoteResp':

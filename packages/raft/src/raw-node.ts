@@ -210,6 +210,11 @@ export class RawNode {
     }
   }
 
+  /** Peer messages dropped because they could not be what they claimed, by reason (see screen.ts). */
+  droppedMessages(): ReadonlyMap<string, number> {
+    return new Map(this.#raft.dropped);
+  }
+
   /** Role, term, leader and log positions: cheap enough to call after every event. */
   basicStatus(): BasicStatus {
     const r = this.#raft;

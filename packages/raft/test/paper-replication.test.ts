@@ -61,8 +61,9 @@ describe('5.3 AppendEntries consistency check', () => {
 
   it('5.3: a follower refuses entries whose predecessor has another term', () => {
     const net = follower();
-    expect(reply(net, msg.app('n1', 'n2', 2, { index: 3, term: 3 }, [entry(3, 4)]))).toEqual(['n2->n1 MsgAppResp Term:2 Rejected:3 Hint:2/3']);
-    expect(reply(net, msg.app('n1', 'n2', 2, { index: 2, term: 2 }, [entry(2, 3)]))).toEqual(['n2->n1 MsgAppResp Term:2 Rejected:2 Hint:1/2']);
+    // (A leader of term 3 holding 3/3, where the follower holds 2/3.)
+    expect(reply(net, msg.app('n1', 'n2', 3, { index: 3, term: 3 }, [entry(3, 4)]))).toEqual(['n2->n1 MsgAppResp Term:3 Rejected:3 Hint:2/3']);
+    expect(reply(net, msg.app('n1', 'n2', 3, { index: 2, term: 2 }, [entry(2, 3)]))).toEqual(['n2->n1 MsgAppResp Term:3 Rejected:2 Hint:1/2']);
     expect(terms(net, 'n2')).toEqual([1, 1, 2]);
   });
 

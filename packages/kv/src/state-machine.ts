@@ -37,11 +37,14 @@ import {
   decodeSessionRecord,
   decodeValueRecord,
   encodeAppliedRecord,
+  encodeConfRecord,
   encodeFormatRecord,
+  encodeRemovedRecord,
   FORMAT_VERSION,
   META_APPLIED_KEY,
   META_FORMAT_KEY,
   prefixRange,
+  removedKey,
   SESSION_PREFIX,
   storageCorrupt,
   userKey,
@@ -110,7 +113,7 @@ export class KvStateMachine {
   #conf: ConfState;
   #state: MachineState = 'open';
   /** The mutation in progress, if any (see the invariants above). */
-  #mutation: 'apply' | 'install' | 'sync' | null = null;
+  #mutation: 'apply' | 'install' | 'sync' | 'membership' | null = null;
   /** Settles when the mutation in progress does (an export waits for it). */
   #mutationDone: Promise<unknown> = Promise.resolve();
   /** Reads wait for an install to finish rather than see the database handle change under them. */
@@ -247,6 +250,42 @@ export class KvStateMachine {
     } finally {
       this.#mutation = null;
     }
+  }
+
+  /**
+   * Replaces the membership records, for `raftkv restore` and `raftkv recover` (node/src/restore.ts),
+   * on a state machine no node is running: `c/conf` becomes `conf`, every `c/member/` record is
+   * dropped (they hold the addresses and identities of another cluster's machines, which the new
+   * cluster's address book must not take over), and the `c/removed/` records become exactly
+   * `removed`. One synced batch; the applied position does not move. The caller writes the same
+   * configuration into the log, which is where Raft reads it: the two must agree, as they do after
+   * every apply.
+   */
+  async resetMembership(conf: ConfState, removed: ReadonlyMap<string, LogIndex>): Promise<void> {
+    const db = this.#liveDb();
+    assert(this.#mutation === null, `resetMembership while ${String(this.#mutation)} is in progress`);
+    this.#mutation = 'membership';
+    const writing = this.#writeMembership(db, conf, removed);
+    this.#mutationDone = writing.catch(() => undefined);
+    try {
+      await writing;
+      this.#conf = { voters: [...conf.voters], learners: [...conf.learners] };
+    } catch (error) {
+      this.#state = 'failed';
+      throw error;
+    } finally {
+      this.#mutation = null;
+    }
+  }
+
+  async #writeMembership(db: KvDb, conf: ConfState, removed: ReadonlyMap<string, LogIndex>): Promise<void> {
+    const ops: Array<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }> = [];
+    for (const prefix of [MEMBER_PREFIX, REMOVED_PREFIX]) {
+      for await (const key of db.keys({ ...prefixRange(prefix), keyEncoding: 'view' })) ops.push({ type: 'del', key: asBuffer(key) });
+    }
+    for (const [id, index] of removed) ops.push({ type: 'put', key: removedKey(id), value: encodeRemovedRecord(id, index) });
+    ops.push({ type: 'put', key: CONF_KEY, value: encodeConfRecord(conf) });
+    await db.batch(ops, WRITE_SYNCED);
   }
 
   /** The value and modification index of `key`, or null. Throws KEY_INVALID / KEY_TOO_LARGE, STORAGE_CORRUPT. */

@@ -254,18 +254,20 @@ export class KvStateMachine {
 
   /**
    * Replaces the membership records, for `raftkv restore` and `raftkv recover` (node/src/restore.ts),
-   * on a state machine no node is running: `c/conf` becomes `conf`, every `c/member/` record is
-   * dropped (they hold the addresses and identities of another cluster's machines, which the new
-   * cluster's address book must not take over), and the `c/removed/` records become exactly
-   * `removed`. One synced batch; the applied position does not move. The caller writes the same
-   * configuration into the log, which is where Raft reads it: the two must agree, as they do after
-   * every apply.
+   * on a state machine no node is running: `c/conf` becomes `conf`; every `c/member/` record is
+   * dropped (they hold addresses and identities of machines the new configuration does not have,
+   * which the node's address book would otherwise take over); the `c/removed/` records are all
+   * dropped (`keep: false`, a new cluster with a membership history of its own) or kept
+   * (`keep: true`), and `add` records more ids as removed at the given index (an id already
+   * removed keeps its record). One synced batch; the applied position does not move. The caller
+   * writes the same configuration into the log, where Raft reads it: the two must agree, as they
+   * do after every apply.
    */
-  async resetMembership(conf: ConfState, removed: ReadonlyMap<string, LogIndex>): Promise<void> {
+  async resetMembership(conf: ConfState, tombstones: { readonly keep: boolean; readonly add: ReadonlyMap<string, LogIndex> }): Promise<void> {
     const db = this.#liveDb();
     assert(this.#mutation === null, `resetMembership while ${String(this.#mutation)} is in progress`);
     this.#mutation = 'membership';
-    const writing = this.#writeMembership(db, conf, removed);
+    const writing = this.#writeMembership(db, conf, tombstones);
     this.#mutationDone = writing.catch(() => undefined);
     try {
       await writing;
@@ -278,12 +280,18 @@ export class KvStateMachine {
     }
   }
 
-  async #writeMembership(db: KvDb, conf: ConfState, removed: ReadonlyMap<string, LogIndex>): Promise<void> {
+  async #writeMembership(db: KvDb, conf: ConfState, tombstones: { readonly keep: boolean; readonly add: ReadonlyMap<string, LogIndex> }): Promise<void> {
     const ops: Array<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }> = [];
-    for (const prefix of [MEMBER_PREFIX, REMOVED_PREFIX]) {
-      for await (const key of db.keys({ ...prefixRange(prefix), keyEncoding: 'view' })) ops.push({ type: 'del', key: asBuffer(key) });
+    for await (const key of db.keys({ ...prefixRange(MEMBER_PREFIX), keyEncoding: 'view' })) ops.push({ type: 'del', key: asBuffer(key) });
+    const kept = new Set<string>();
+    for await (const [keyBytes, record] of db.iterator({ ...prefixRange(REMOVED_PREFIX), ...VIEW })) {
+      const key = asBuffer(keyBytes);
+      if (tombstones.keep) kept.add(decodeRemovedRecord(this.#home.where, key, record).id);
+      else ops.push({ type: 'del', key });
     }
-    for (const [id, index] of removed) ops.push({ type: 'put', key: removedKey(id), value: encodeRemovedRecord(id, index) });
+    for (const [id, index] of tombstones.add) {
+      if (!kept.has(id)) ops.push({ type: 'put', key: removedKey(id), value: encodeRemovedRecord(id, index) });
+    }
     ops.push({ type: 'put', key: CONF_KEY, value: encodeConfRecord(conf) });
     await db.batch(ops, WRITE_SYNCED);
   }

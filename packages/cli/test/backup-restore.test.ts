@@ -11,7 +11,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { restoredClusterId, startCluster, startNode, type LocalCluster, type RaftKvNode } from '@raftkv/node';
 import { ErrorCode, isRaftKvError, Role } from '@raftkv/raft';
 import { createServer } from '@raftkv/server';
-import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBackupArgs, parseRestoreArgs, runBackup, runRestore, type Output } from '../src/index.js';
@@ -65,7 +64,7 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 describe('back up a running cluster over HTTP, restore it as a new cluster', () => {
   let root: string;
   let old: LocalCluster;
-  let app: FastifyInstance;
+  let app: ReturnType<typeof createServer>;
   let file: string;
   let backupLines: string[];
   let beforeBackup: { modIndex: number };

@@ -30,9 +30,9 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { ErrorCode, isRaftKvError, RaftKvError } from '@raftkv/raft';
+import { assert, ErrorCode, isRaftKvError, RaftKvError } from '@raftkv/raft';
 import type { ConfState, LogIndex, NodeId, Term } from '@raftkv/raft';
-import { asBuffer, CONF_KEY, DATA_PREFIX, decodeConfRecord, decodeValueRecord, EMPTY_CONF, hasPrefix, readU64, writeU64 } from './records.js';
+import { asBuffer, CONF_KEY, DATA_PREFIX, decodeConfRecord, EMPTY_CONF, hasPrefix, readU64, VALUE_HEADER_BYTES, VALUE_MOD_INDEX_OFFSET, writeU64 } from './records.js';
 import type { AppliedPosition } from './records.js';
 import { SnapshotParser } from './snapshot.js';
 import type { ParsedFrame } from './snapshot.js';
@@ -108,6 +108,7 @@ class StateDigest {
   #keyCount = 0;
   #dataBytes = 0;
   #conf: ConfState = EMPTY_CONF;
+  #scratchBuffer = Buffer.allocUnsafe(256);
 
   constructor(where: string) {
     this.#where = where;
@@ -121,18 +122,27 @@ class StateDigest {
         continue;
       }
       if (!hasPrefix(key, DATA_PREFIX)) continue;
-      // The parser checked the record already; decoding it again is how its fields are read.
-      const stored = decodeValueRecord(this.#where, key, value);
-      const userKey = key.subarray(DATA_PREFIX.byteLength);
-      const head = Buffer.allocUnsafe(4);
-      head.writeUInt32BE(userKey.byteLength, 0);
-      const middle = Buffer.allocUnsafe(8 + 4);
-      writeU64(middle, 0, stored.modIndex);
-      middle.writeUInt32BE(stored.value.byteLength, 8);
-      this.#hash.update(head).update(userKey).update(middle).update(stored.value);
+      // The parser verified the record (checksum, modIndex): its fields are read in place.
+      const modIndex = readU64(value, VALUE_MOD_INDEX_OFFSET);
+      assert(modIndex !== null, 'a verified value record holds a safe modIndex');
+      const userKeyBytes = key.byteLength - DATA_PREFIX.byteLength;
+      const valueBytes = value.byteLength - VALUE_HEADER_BYTES;
+      // One update for the fixed part and the key, one for the value: `u32 | key | u64 | u32`.
+      const head = this.#scratch(4 + userKeyBytes + 8 + 4);
+      head.writeUInt32BE(userKeyBytes, 0);
+      key.copy(head, 4, DATA_PREFIX.byteLength);
+      writeU64(head, 4 + userKeyBytes, modIndex);
+      head.writeUInt32BE(valueBytes, 4 + userKeyBytes + 8);
+      this.#hash.update(head).update(value.subarray(VALUE_HEADER_BYTES));
       this.#keyCount += 1;
-      this.#dataBytes += userKey.byteLength + stored.value.byteLength;
+      this.#dataBytes += userKeyBytes + valueBytes;
     }
+  }
+
+  /** A buffer of exactly `bytes`, reused between records (hash.update copies what it is given). */
+  #scratch(bytes: number): Buffer {
+    if (this.#scratchBuffer.byteLength < bytes) this.#scratchBuffer = Buffer.allocUnsafe(Math.max(bytes, 2 * this.#scratchBuffer.byteLength));
+    return this.#scratchBuffer.subarray(0, bytes);
   }
 
   summary(position: AppliedPosition, recordCount: number): ImageSummary {

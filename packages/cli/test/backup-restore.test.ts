@@ -148,11 +148,14 @@ describe('back up a running cluster over HTTP, restore it as a new cluster', () 
       `${ErrorCode.INVALID_CONFIG}: ${dirs['n1']} is not empty`,
     );
 
-    // Start each restored member as `raftkv start` does, with no member list and no cluster id.
+    // Start each restored member as `raftkv start` does: the members it derives from --peers are
+    // not read (the log is not empty), and no cluster id (the data directory holds it).
     const logs = Object.fromEntries(MEMBERS.map((id) => [id, recordingLogger()]));
     const started: RaftKvNode[] = [];
     try {
-      for (const id of MEMBERS) started.push(await startNode({ id, dataDir: dirs[id]!, peers: {}, listen: { host: '127.0.0.1', port: 0 }, logger: logs[id]!.logger, ...FAST }));
+      for (const id of MEMBERS) {
+        started.push(await startNode({ id, dataDir: dirs[id]!, members: [...MEMBERS], peers: {}, listen: { host: '127.0.0.1', port: 0 }, logger: logs[id]!.logger, ...FAST }));
+      }
       const peers = Object.fromEntries(started.map((n) => [n.id, n.peerAddress]));
       for (const n of started) n.setPeers(peers);
       const leader = await waitFor('a leader of the new cluster', () => started.find((n) => n.role === Role.Leader) ?? null);

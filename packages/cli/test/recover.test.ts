@@ -86,7 +86,7 @@ describe('losing a majority for good: raftkv recover --force-new-cluster on the 
     expect((await readdir(join(root, survivor.id))).filter((name) => name.startsWith('log.before-recover-'))).toHaveLength(1);
 
     // It starts alone (its own entry only in its peers), elects itself, and serves.
-    const alone = await startNode({ id: survivor.id, dataDir: join(root, survivor.id), peers: {}, listen: { host: '127.0.0.1', port: 0 }, autoPromoteStableMs: 200, ...FAST });
+    const alone = await startNode({ id: survivor.id, dataDir: join(root, survivor.id), members: [survivor.id], peers: {}, listen: { host: '127.0.0.1', port: 0 }, autoPromoteStableMs: 200, ...FAST });
     cleanups.push(() => alone.close());
     await waitFor('the survivor to lead', () => (alone.role === Role.Leader ? true : null));
     const st = alone.status();

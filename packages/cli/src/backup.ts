@@ -171,8 +171,8 @@ export async function runRecover(config: RecoverConfig, out: Output): Promise<nu
     return EXIT_OK;
   }
   out.out(`node ${report.nodeId} is now the one member of the new cluster ${report.clusterId} (was ${report.previousClusterId})`);
-  out.out(`  position    index ${report.index}, term ${report.term} (${report.appliedFromLog} committed entries applied from the log)`);
-  out.out(`  discarded   ${report.discardedEntries} log entries past the commit index this node knew`);
+  out.out(`  position    index ${report.index}, term ${report.term} (committed entries applied from the log: ${report.appliedFromLog})`);
+  out.out(`  discarded   ${report.discardedEntries} (log entries past the commit index this node knew)`);
   out.out(`  retired     ${report.retired.length === 0 ? 'none' : report.retired.join(', ')} (never to be added again under these ids)`);
   out.out(`  old log     ${report.previousLog}`);
   out.out(`next: start the node with raftkv start and its own entry only in --peers; add new machines as learners under new ids`);

@@ -82,7 +82,7 @@ describe('losing a majority for good: raftkv recover --force-new-cluster on the 
     const text = out.lines.join('\n');
     expect(out.lines[0]).toMatch(new RegExp(`^node ${survivor.id} is now the one member of the new cluster raftkv-recovered-[0-9a-f]{12} \\(was raftkv\\)$`));
     expect(text).toContain(`retired     ${[...lost].sort().join(', ')} (never to be added again under these ids)`);
-    expect(text).toContain(`discarded   ${lastIndex - commit} log entries past the commit index this node knew`);
+    expect(text).toContain(`discarded   ${lastIndex - commit} (log entries past the commit index this node knew)`);
     expect((await readdir(join(root, survivor.id))).filter((name) => name.startsWith('log.before-recover-'))).toHaveLength(1);
 
     // It starts alone (its own entry only in its peers), elects itself, and serves.

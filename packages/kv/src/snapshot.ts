@@ -112,7 +112,9 @@ function headerPayload(position: AppliedPosition): Buffer {
 
 /**
  * Streams the image of `db` as seen by `snapshot` (taken by the caller at `position`). Holds one
- * chunk in memory at a time; closes the snapshot when done, failed, or abandoned by the consumer.
+ * chunk in memory at a time; calls `release` (which closes the snapshot) when done, failed, or
+ * abandoned by the consumer once started. A generator that never started runs no `finally`: a
+ * caller that may drop the stream unread calls `release` itself (see `SnapshotExport.close`).
  */
 export async function* exportFrames(
   db: KvDb,
@@ -120,6 +122,7 @@ export async function* exportFrames(
   position: AppliedPosition,
   chunkBytes: number,
   where: string,
+  release: () => Promise<void>,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   try {
     // Pair check: the image's own applied record is the position announced in the header.
@@ -158,7 +161,7 @@ export async function* exportFrames(
     if (payloadBytes > 0) yield writer.frame(FrameKind.Records, parts, payloadBytes);
     yield writer.trailer(recordCount);
   } finally {
-    await snapshot.close();
+    await release();
   }
 }
 

@@ -77,6 +77,12 @@ export interface SnapshotExport {
   readonly meta: SnapshotPosition;
   /** The stream (format in snapshot.ts). Read it at most once; it closes its database snapshot when done. */
   readonly chunks: AsyncIterable<Uint8Array>;
+  /**
+   * Closes the database snapshot now, whether or not the stream was read (idempotent). For a
+   * consumer that may drop the stream before reading it: an async generator that never started
+   * runs no `finally`, so the stream alone would hold the snapshot until the database closes.
+   */
+  close(): Promise<void>;
 }
 
 /** A verified snapshot written to a fresh place, waiting for `install` or `discard`. */
@@ -375,7 +381,9 @@ export class KvStateMachine {
     const db = this.#liveDb();
     const snapshot = db.snapshot();
     const meta = { index: this.#applied.index, term: this.#applied.term };
-    return { meta, chunks: exportFrames(db, snapshot, meta, this.#limits.snapshotChunkBytes, this.#home.where) };
+    let closing: Promise<void> | null = null;
+    const close = (): Promise<void> => (closing ??= snapshot.close());
+    return { meta, chunks: exportFrames(db, snapshot, meta, this.#limits.snapshotChunkBytes, this.#home.where, close), close };
   }
 
   /**

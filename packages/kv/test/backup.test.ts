@@ -134,6 +134,19 @@ describe('the backup file format', () => {
     await b.close();
   });
 
+  it('an export dropped before its first read releases its database snapshot through close()', async () => {
+    const machine = await populated(20);
+    const dropped = await machine.exportSnapshot();
+    await dropped.close();
+    await dropped.close(); // idempotent
+    await expect(collect(dropped.chunks)).rejects.toThrow(/snapshot/i);
+    // One read to the end releases it too; close() afterwards changes nothing.
+    const read = await machine.exportSnapshot();
+    expect((await collect(read.chunks)).length).toBeGreaterThan(2);
+    await read.close();
+    await machine.close();
+  });
+
   describe('a damaged file is refused, naming the file and what failed', () => {
     it('one flipped byte anywhere: preamble, image, metadata, footer or hash', async () => {
       const dir = await tempDir();

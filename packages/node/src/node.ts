@@ -243,13 +243,13 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
    * A linearizable read barrier comes first (ReadIndex, as for `get`), so the image holds every
    * write acknowledged before the call; the state machine's snapshot is then taken at its applied
    * index, at or past the read index. Read the stream once: it holds a LevelDB snapshot open
-   * until it ends or is abandoned.
+   * until it ends, or until `close` (call it when the stream may be dropped unread).
    */
-  async backup(): Promise<{ readonly index: LogIndex; readonly term: Term; readonly chunks: AsyncIterable<Uint8Array> }> {
+  async backup(): Promise<{ readonly index: LogIndex; readonly term: Term; readonly chunks: AsyncIterable<Uint8Array>; close(): Promise<void> }> {
     await this.#readBarrier('linearizable');
     const exported = await this.#kv.exportSnapshot();
     const chunks = backupStream(exported, { clusterId: this.identity.clusterId, nodeId: this.id }, new Date());
-    return { index: exported.meta.index, term: exported.meta.term, chunks };
+    return { index: exported.meta.index, term: exported.meta.term, chunks, close: () => exported.close() };
   }
 
   /**

@@ -29,6 +29,9 @@ export function registerBackupRoutes(app: FastifyInstance, node: BackupNode): vo
     // Errors before the first byte (no leader for the read barrier, a timeout) are ordinary JSON
     // errors. One during the stream cuts the response short: the file then fails to verify.
     const backup = await node.backup();
+    // However the response ends (streamed whole, client gone, idle timeout), the node's
+    // snapshot is released: a stream dropped before its first read would not do it itself.
+    reply.raw.once('close', () => void backup.close().catch((error: unknown) => request.log.warn({ err: error }, 'releasing a backup snapshot failed')));
     reply.raw.setTimeout(BACKUP_IDLE_TIMEOUT_MS, () => reply.raw.destroy(new Error(`backup stream idle for ${BACKUP_IDLE_TIMEOUT_MS} ms`)));
     return reply
       .header(BACKUP_INDEX_HEADER, String(backup.index))

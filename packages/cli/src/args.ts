@@ -417,3 +417,7 @@ function idMap(name: string, value: unknown, check: Check<string>): Record<NodeI
   }
   return map;
 }
+
+// ------------------------------------------------------------- shared with backup-args.ts
+
+export { httpUrl, nodeId, nonEmpty, optional, parseStrict, positiveInt, required };

@@ -22,3 +22,6 @@ export { fetchStatus, formatStatus, runStatus } from './status.js';
 export type { NodeStatusJson, PeerProgress } from './status.js';
 export { RESTART_DELAY_MAX_MS, RESTART_DELAY_MIN_MS, RESTARTS_CONSECUTIVE_MAX, STABLE_RUN_MS, SupervisedNode } from './supervisor.js';
 export type { SupervisedNodeOptions } from './supervisor.js';
+export { BACKUP_USAGE, parseBackupArgs, parseRecoverArgs, parseRestoreArgs, RECOVER_USAGE, RESTORE_USAGE } from './backup-args.js';
+export type { BackupConfig, BackupInspectConfig, BackupTakeConfig, RecoverConfig, RestoreConfig } from './backup-args.js';
+export { runBackup, runRecover, runRestore } from './backup.js';

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 /**
- * The `raftkv` command: `raftkv start | cluster | status`. Exit status 0 on success, 1 when the
- * command failed, 2 on a bad command line (after a message naming the problem).
+ * The `raftkv` command: `raftkv start | cluster | status | backup | restore | recover`. Exit
+ * status 0 on success, 1 when the command failed, 2 on a bad command line (after a message
+ * naming the problem).
  */
 import { CLUSTER_USAGE, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseClusterArgs, parseStartArgs, parseStatusArgs, START_USAGE, STATUS_USAGE, UsageError } from './args.js';
+import { BACKUP_USAGE, parseBackupArgs, parseRecoverArgs, parseRestoreArgs, RECOVER_USAGE, RESTORE_USAGE } from './backup-args.js';
+import { runBackup, runRecover, runRestore } from './backup.js';
 import { runCluster } from './cluster.js';
 import { processOutput, type Output } from './output.js';
 import { describeError, runStart } from './start.js';
@@ -15,6 +18,9 @@ commands:
   start     run one node and its HTTP API in this process
   cluster   run a local cluster, one process per node, supervised
   status    print a node's view of the cluster
+  backup    take a backup of a running cluster; \`backup inspect FILE\` verifies one
+  restore   build the data directory of a member of a new cluster from a backup
+  recover   make the survivor of a majority lost for good a one-member cluster
 
 raftkv <command> --help describes each.
 `;
@@ -28,6 +34,9 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   start: { usage: START_USAGE, run: (argv, out) => runStart(parseStartArgs(argv), out) },
   cluster: { usage: CLUSTER_USAGE, run: (argv, out) => runCluster(parseClusterArgs(argv), out) },
   status: { usage: STATUS_USAGE, run: (argv, out) => runStatus(parseStatusArgs(argv), out) },
+  backup: { usage: BACKUP_USAGE, run: (argv, out) => runBackup(parseBackupArgs(argv), out) },
+  restore: { usage: RESTORE_USAGE, run: (argv, out) => runRestore(parseRestoreArgs(argv), out) },
+  recover: { usage: RECOVER_USAGE, run: (argv, out) => runRecover(parseRecoverArgs(argv), out) },
 };
 
 export async function main(argv: readonly string[], out: Output): Promise<number> {

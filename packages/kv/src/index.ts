@@ -21,3 +21,5 @@ export type {
 } from './state-machine.js';
 export { MemoryKvStateMachine } from './memory.js';
 export type { MemoryImage } from './memory.js';
+export { BACKUP_FORMAT_VERSION, BACKUP_METADATA_BYTES_MAX, backupStream, readBackupImage, STATE_HASH_DOMAIN, summarizeImage, verifyBackupFile } from './backup.js';
+export type { BackupInfo, BackupMetadata, BackupSource, ImageSummary } from './backup.js';

@@ -34,7 +34,9 @@ export const META_APPLIED_KEY = Buffer.from('m/applied', 'utf8');
 
 const CRC_BYTES = 4;
 const U64_BYTES = 8;
-const VALUE_HEADER_BYTES = CRC_BYTES + U64_BYTES;
+/** A value record's modIndex follows its CRC; the value follows the modIndex. */
+export const VALUE_MOD_INDEX_OFFSET = CRC_BYTES;
+export const VALUE_HEADER_BYTES = CRC_BYTES + U64_BYTES;
 const APPLIED_RECORD_BYTES = CRC_BYTES + 2 * U64_BYTES;
 
 export function asBuffer(bytes: Uint8Array): Buffer {

@@ -112,7 +112,9 @@ function headerPayload(position: AppliedPosition): Buffer {
 
 /**
  * Streams the image of `db` as seen by `snapshot` (taken by the caller at `position`). Holds one
- * chunk in memory at a time; closes the snapshot when done, failed, or abandoned by the consumer.
+ * chunk in memory at a time; calls `release` (which closes the snapshot) when done, failed, or
+ * abandoned by the consumer once started. A generator that never started runs no `finally`: a
+ * caller that may drop the stream unread calls `release` itself (see `SnapshotExport.close`).
  */
 export async function* exportFrames(
   db: KvDb,
@@ -120,6 +122,7 @@ export async function* exportFrames(
   position: AppliedPosition,
   chunkBytes: number,
   where: string,
+  release: () => Promise<void>,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   try {
     // Pair check: the image's own applied record is the position announced in the header.
@@ -158,7 +161,7 @@ export async function* exportFrames(
     if (payloadBytes > 0) yield writer.frame(FrameKind.Records, parts, payloadBytes);
     yield writer.trailer(recordCount);
   } finally {
-    await snapshot.close();
+    await release();
   }
 }
 
@@ -245,7 +248,90 @@ class FrameReader {
   }
 }
 
-type BatchPut = { readonly type: 'put'; readonly key: Buffer; readonly value: Buffer };
+export type BatchPut = { readonly type: 'put'; readonly key: Buffer; readonly value: Buffer };
+
+/** What one whole frame of a stream held, once verified. */
+export type ParsedFrame =
+  | { readonly kind: 'header'; readonly position: AppliedPosition }
+  | { readonly kind: 'records'; readonly records: readonly BatchPut[] }
+  | { readonly kind: 'trailer'; readonly recordCount: number };
+
+/**
+ * Parses and verifies a snapshot stream pushed in chunks of any size, one whole frame at a time
+ * (so it holds at most one frame, `SNAPSHOT_FRAME_BYTES_MAX`, plus a chunk): the header, each
+ * record (its checksum, and strictly ascending key order), the trailer's record count and the
+ * CRC32 over the whole stream. Throws SNAPSHOT_TRANSFER_FAILED at the first thing wrong. The
+ * snapshot import and the backup file (backup.ts) read streams through it.
+ */
+export class SnapshotParser {
+  readonly #expected: AppliedPosition | null;
+  readonly #where: string;
+  readonly #reader = new FrameReader();
+  #position: AppliedPosition | null = null;
+  #sawTrailer = false;
+  readonly #records: { recordCount: number; lastKey: Buffer | null } = { recordCount: 0, lastKey: null };
+
+  /**
+   * `expected`: the position a leader announced; the stream must be at it or ahead of it (see
+   * `importFrames`). Null accepts any position (a backup file carries its own).
+   */
+  constructor(expected: AppliedPosition | null, where: string) {
+    this.#expected = expected;
+    this.#where = where;
+  }
+
+  /** The stream's position, once its header was parsed. */
+  get position(): AppliedPosition | null {
+    return this.#position;
+  }
+
+  get recordCount(): number {
+    return this.#records.recordCount;
+  }
+
+  /** The frames `chunk` completed, in order. */
+  push(chunk: Uint8Array): ParsedFrame[] {
+    if (this.#sawTrailer && chunk.byteLength > 0) throw transferFailed('snapshot stream has bytes after its trailer');
+    this.#reader.push(chunk);
+    const parsed: ParsedFrame[] = [];
+    for (let frame = this.#reader.next(); frame !== null; frame = this.#reader.next()) {
+      parsed.push(this.#frame(frame));
+      if (this.#sawTrailer && this.#reader.bufferedBytes > 0) throw transferFailed('snapshot stream has bytes after its trailer');
+    }
+    return parsed;
+  }
+
+  /** Checks that the stream ended exactly after its trailer; returns its position. */
+  finish(): AppliedPosition {
+    if (!this.#sawTrailer || this.#position === null) {
+      throw transferFailed(`snapshot stream ended early (${this.#reader.bufferedBytes} bytes of a partial frame, no trailer)`);
+    }
+    return this.#position;
+  }
+
+  #frame(frame: Frame): ParsedFrame {
+    const payload = frame.bytes.subarray(FRAME_HEADER_BYTES);
+    if (this.#position === null) {
+      if (frame.kind !== FrameKind.Header) throw transferFailed('snapshot stream does not start with a header');
+      this.#position = checkHeader(payload, this.#expected);
+      return { kind: 'header', position: this.#position };
+    }
+    if (frame.kind === FrameKind.Records) return { kind: 'records', records: parseRecords(payload, this.#records, this.#where) };
+    if (frame.kind === FrameKind.Trailer) {
+      if (payload.byteLength !== TRAILER_PAYLOAD_BYTES) throw transferFailed('snapshot trailer has the wrong size');
+      const recordCount = readU64(payload, 0);
+      const crcOffset = FRAME_HEADER_BYTES + 8;
+      const crc = crc32(frame.bytes.subarray(0, crcOffset), frame.crcBefore);
+      if (recordCount !== this.#records.recordCount) {
+        throw transferFailed(`snapshot trailer counts ${String(recordCount)} records, the stream held ${this.#records.recordCount}`);
+      }
+      if (crc !== frame.bytes.readUInt32BE(crcOffset)) throw transferFailed('snapshot stream fails its CRC32');
+      this.#sawTrailer = true;
+      return { kind: 'trailer', recordCount };
+    }
+    throw transferFailed(`snapshot stream has a frame of unknown kind ${frame.kind}`);
+  }
+}
 
 /**
  * Writes the stream into the empty database `db`, verifying as it goes; the applied-index record
@@ -264,74 +350,27 @@ export async function importFrames(
   chunks: AsyncIterable<Uint8Array>,
   where: string,
 ): Promise<{ recordCount: number; position: AppliedPosition }> {
-  const reader = new FrameReader();
-  const state: ImportState = { sawHeader: false, sawTrailer: false, recordCount: 0, lastKey: null, position: expected };
+  const parser = new SnapshotParser(expected, where);
   for await (const chunk of chunks) {
-    if (state.sawTrailer && chunk.byteLength > 0) throw transferFailed('snapshot stream has bytes after its trailer');
-    reader.push(chunk);
-    for (let frame = reader.next(); frame !== null; frame = reader.next()) {
-      await handleFrame(db, expected, frame, state, where);
-      if (state.sawTrailer && reader.bufferedBytes > 0) throw transferFailed('snapshot stream has bytes after its trailer');
+    for (const frame of parser.push(chunk)) {
+      if (frame.kind === 'records') await db.batch([...frame.records], VIEW);
     }
   }
-  if (!state.sawTrailer) throw transferFailed(`snapshot stream ended early (${reader.bufferedBytes} bytes of a partial frame, no trailer)`);
+  const position = parser.finish();
   await db.batch(
     [
       { type: 'put', key: META_FORMAT_KEY, value: encodeFormatRecord() },
-      { type: 'put', key: META_APPLIED_KEY, value: encodeAppliedRecord(state.position) },
+      { type: 'put', key: META_APPLIED_KEY, value: encodeAppliedRecord(position) },
     ],
     WRITE_SYNCED,
   );
-  return { recordCount: state.recordCount, position: state.position };
-}
-
-interface ImportState {
-  sawHeader: boolean;
-  sawTrailer: boolean;
-  recordCount: number;
-  lastKey: Buffer | null;
-  /** The image's position, from its header. */
-  position: AppliedPosition;
+  return { recordCount: parser.recordCount, position };
 }
 
 /** LevelDB's sync flag (memory-level ignores it): the last write of an import reaches the disk. */
 const WRITE_SYNCED: typeof VIEW & { readonly sync: boolean } = { ...VIEW, sync: true };
 
-async function handleFrame(
-  db: KvDb,
-  expected: AppliedPosition,
-  frame: Frame,
-  state: ImportState,
-  where: string,
-): Promise<void> {
-  const payload = frame.bytes.subarray(FRAME_HEADER_BYTES);
-  if (!state.sawHeader) {
-    if (frame.kind !== FrameKind.Header) throw transferFailed('snapshot stream does not start with a header');
-    state.position = checkHeader(payload, expected);
-    state.sawHeader = true;
-    return;
-  }
-  if (frame.kind === FrameKind.Records) {
-    const ops = parseRecords(payload, state, where);
-    await db.batch(ops, VIEW);
-    return;
-  }
-  if (frame.kind === FrameKind.Trailer) {
-    if (payload.byteLength !== TRAILER_PAYLOAD_BYTES) throw transferFailed('snapshot trailer has the wrong size');
-    const recordCount = readU64(payload, 0);
-    const crcOffset = FRAME_HEADER_BYTES + 8;
-    const crc = crc32(frame.bytes.subarray(0, crcOffset), frame.crcBefore);
-    if (recordCount !== state.recordCount) {
-      throw transferFailed(`snapshot trailer counts ${String(recordCount)} records, the stream held ${state.recordCount}`);
-    }
-    if (crc !== frame.bytes.readUInt32BE(crcOffset)) throw transferFailed('snapshot stream fails its CRC32');
-    state.sawTrailer = true;
-    return;
-  }
-  throw transferFailed(`snapshot stream has a frame of unknown kind ${frame.kind}`);
-}
-
-function checkHeader(payload: Buffer, expected: AppliedPosition): AppliedPosition {
+function checkHeader(payload: Buffer, expected: AppliedPosition | null): AppliedPosition {
   if (payload.byteLength !== HEADER_PAYLOAD_BYTES || !payload.subarray(0, 4).equals(MAGIC)) {
     throw transferFailed('snapshot header is malformed');
   }
@@ -342,6 +381,7 @@ function checkHeader(payload: Buffer, expected: AppliedPosition): AppliedPositio
   const index = readU64(payload, 8);
   const term = readU64(payload, 16);
   if (index === null || term === null) throw transferFailed('snapshot header position is out of range');
+  if (expected === null) return { index, term };
   const same = index === expected.index && term === expected.term;
   const ahead = index > expected.index && term >= expected.term;
   if (!same && !ahead) {

@@ -37,11 +37,14 @@ import {
   decodeSessionRecord,
   decodeValueRecord,
   encodeAppliedRecord,
+  encodeConfRecord,
   encodeFormatRecord,
+  encodeRemovedRecord,
   FORMAT_VERSION,
   META_APPLIED_KEY,
   META_FORMAT_KEY,
   prefixRange,
+  removedKey,
   SESSION_PREFIX,
   storageCorrupt,
   userKey,
@@ -74,6 +77,12 @@ export interface SnapshotExport {
   readonly meta: SnapshotPosition;
   /** The stream (format in snapshot.ts). Read it at most once; it closes its database snapshot when done. */
   readonly chunks: AsyncIterable<Uint8Array>;
+  /**
+   * Closes the database snapshot now, whether or not the stream was read (idempotent). For a
+   * consumer that may drop the stream before reading it: an async generator that never started
+   * runs no `finally`, so the stream alone would hold the snapshot until the database closes.
+   */
+  close(): Promise<void>;
 }
 
 /** A verified snapshot written to a fresh place, waiting for `install` or `discard`. */
@@ -110,7 +119,7 @@ export class KvStateMachine {
   #conf: ConfState;
   #state: MachineState = 'open';
   /** The mutation in progress, if any (see the invariants above). */
-  #mutation: 'apply' | 'install' | 'sync' | null = null;
+  #mutation: 'apply' | 'install' | 'sync' | 'membership' | null = null;
   /** Settles when the mutation in progress does (an export waits for it). */
   #mutationDone: Promise<unknown> = Promise.resolve();
   /** Reads wait for an install to finish rather than see the database handle change under them. */
@@ -249,6 +258,50 @@ export class KvStateMachine {
     }
   }
 
+  /**
+   * Replaces the membership records, for `raftkv restore` and `raftkv recover` (node/src/restore.ts),
+   * on a state machine no node is running: `c/conf` becomes `conf`; every `c/member/` record is
+   * dropped (they hold addresses and identities of machines the new configuration does not have,
+   * which the node's address book would otherwise take over); the `c/removed/` records are all
+   * dropped (`keep: false`, a new cluster with a membership history of its own) or kept
+   * (`keep: true`), and `add` records more ids as removed at the given index (an id already
+   * removed keeps its record). One synced batch; the applied position does not move. The caller
+   * writes the same configuration into the log, where Raft reads it: the two must agree, as they
+   * do after every apply.
+   */
+  async resetMembership(conf: ConfState, tombstones: { readonly keep: boolean; readonly add: ReadonlyMap<string, LogIndex> }): Promise<void> {
+    const db = this.#liveDb();
+    assert(this.#mutation === null, `resetMembership while ${String(this.#mutation)} is in progress`);
+    this.#mutation = 'membership';
+    const writing = this.#writeMembership(db, conf, tombstones);
+    this.#mutationDone = writing.catch(() => undefined);
+    try {
+      await writing;
+      this.#conf = { voters: [...conf.voters], learners: [...conf.learners] };
+    } catch (error) {
+      this.#state = 'failed';
+      throw error;
+    } finally {
+      this.#mutation = null;
+    }
+  }
+
+  async #writeMembership(db: KvDb, conf: ConfState, tombstones: { readonly keep: boolean; readonly add: ReadonlyMap<string, LogIndex> }): Promise<void> {
+    const ops: Array<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }> = [];
+    for await (const key of db.keys({ ...prefixRange(MEMBER_PREFIX), keyEncoding: 'view' })) ops.push({ type: 'del', key: asBuffer(key) });
+    const kept = new Set<string>();
+    for await (const [keyBytes, record] of db.iterator({ ...prefixRange(REMOVED_PREFIX), ...VIEW })) {
+      const key = asBuffer(keyBytes);
+      if (tombstones.keep) kept.add(decodeRemovedRecord(this.#home.where, key, record).id);
+      else ops.push({ type: 'del', key });
+    }
+    for (const [id, index] of tombstones.add) {
+      if (!kept.has(id)) ops.push({ type: 'put', key: removedKey(id), value: encodeRemovedRecord(id, index) });
+    }
+    ops.push({ type: 'put', key: CONF_KEY, value: encodeConfRecord(conf) });
+    await db.batch(ops, WRITE_SYNCED);
+  }
+
   /** The value and modification index of `key`, or null. Throws KEY_INVALID / KEY_TOO_LARGE, STORAGE_CORRUPT. */
   async get(key: string): Promise<KvValue | null> {
     validateKey(key, this.#limits.keyBytesMax);
@@ -328,7 +381,9 @@ export class KvStateMachine {
     const db = this.#liveDb();
     const snapshot = db.snapshot();
     const meta = { index: this.#applied.index, term: this.#applied.term };
-    return { meta, chunks: exportFrames(db, snapshot, meta, this.#limits.snapshotChunkBytes, this.#home.where) };
+    let closing: Promise<void> | null = null;
+    const close = (): Promise<void> => (closing ??= snapshot.close());
+    return { meta, chunks: exportFrames(db, snapshot, meta, this.#limits.snapshotChunkBytes, this.#home.where, close), close };
   }
 
   /**

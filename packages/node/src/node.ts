@@ -4,10 +4,12 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  backupStream,
   encodeCommand,
   encodeMemberInfo,
   memberInfoOf,
   openKvStateMachine,
+  summarizeImage,
   validateKey,
   type CasExpect,
   type Command,
@@ -51,6 +53,17 @@ export interface NodeStatus extends Status {
   readonly appliedIndexKv: LogIndex;
   readonly pendingWrites: number;
   readonly pendingReads: number;
+}
+
+/** A node's state hash, at the applied index it was computed at. */
+export interface StateHash {
+  readonly index: LogIndex;
+  readonly term: Term;
+  /** SHA-256, lowercase hex, of every key, value and modIndex in key order. */
+  readonly stateHash: string;
+  readonly keyCount: number;
+  /** UTF-8 bytes of the keys plus the bytes of their values. */
+  readonly dataBytes: number;
 }
 
 export interface RoleChange {
@@ -221,6 +234,35 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
     if (target === null) throw new RaftKvError(ErrorCode.TRANSFER_REJECTED, `node ${this.id} knows no other voter to hand leadership to`);
     this.#replica.transferLeadership(target);
     return target;
+  }
+
+  // ---------------------------------------------------------------- backups (docs/operations.md, "Back up and restore")
+
+  /**
+   * A backup file of this node's state machine (format in @raftkv/kv, backup.ts), as a stream.
+   * A linearizable read barrier comes first (ReadIndex, as for `get`), so the image holds every
+   * write acknowledged before the call; the state machine's snapshot is then taken at its applied
+   * index, at or past the read index. Read the stream once: it holds a LevelDB snapshot open
+   * until it ends, or until `close` (call it when the stream may be dropped unread).
+   */
+  async backup(): Promise<{ readonly index: LogIndex; readonly term: Term; readonly chunks: AsyncIterable<Uint8Array>; close(): Promise<void> }> {
+    await this.#readBarrier('linearizable');
+    const exported = await this.#kv.exportSnapshot();
+    const chunks = backupStream(exported, { clusterId: this.identity.clusterId, nodeId: this.id }, new Date());
+    return { index: exported.meta.index, term: exported.meta.term, chunks, close: () => exported.close() };
+  }
+
+  /**
+   * The state hash (keys, values and modIndexes; @raftkv/kv, backup.ts) of this node's state
+   * machine at its applied index, which the answer names: compare nodes only at equal indexes.
+   * A read barrier at `consistency` (default linearizable) comes first; `stale` hashes whatever
+   * this node has applied, without asking the leader.
+   */
+  async stateHash(options: ReadOptions = {}): Promise<StateHash> {
+    await this.#readBarrier(options.consistency ?? 'linearizable');
+    const exported = await this.#kv.exportSnapshot();
+    const summary = await summarizeImage(exported.chunks, `state machine of node ${this.id}`);
+    return { index: summary.position.index, term: summary.position.term, stateHash: summary.stateHash, keyCount: summary.keyCount, dataBytes: summary.dataBytes };
   }
 
   // ---------------------------------------------------------------- membership (thesis chapter 4)

@@ -56,6 +56,8 @@ export const ErrorCode = {
   BAD_REQUEST: 'RAFTKV_BAD_REQUEST',
   /** A bug or an unexpected failure on the node; it is logged there. */
   INTERNAL: 'RAFTKV_INTERNAL',
+  /** A backup file failed to verify (corrupt, truncated, not a backup, or of an unsupported version); the message names the file and the check. */
+  BACKUP_INVALID: 'RAFTKV_BACKUP_INVALID',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

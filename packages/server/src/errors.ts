@@ -44,6 +44,8 @@ export const HTTP_STATUS = {
   RAFTKV_INTERNAL: 500,
   RAFTKV_CONF_CHANGE_PENDING: 409,
   RAFTKV_CONF_CHANGE_INVALID: 409,
+  // Raised by the backup commands on a file, never by a route.
+  RAFTKV_BACKUP_INVALID: 500,
 } as const satisfies Record<HttpErrorCode, number>;
 
 /** Codes after which the client should retry after a short pause (`Retry-After: 1`). */

@@ -6,3 +6,5 @@ export type { ServerMetrics } from './metrics.js';
 export { CLIENT_ID_HEADER, SEQ_HEADER } from './request.js';
 export { BODY_OVERHEAD_BYTES, createServer, FORWARD_TIMEOUT_MS_DEFAULT, itemJson, MOD_INDEX_HEADER, statusJson } from './server.js';
 export type { ServedNode, ServerLimits, ServerOptions } from './server.js';
+export { BACKUP_IDLE_TIMEOUT_MS, BACKUP_INDEX_HEADER, BACKUP_TERM_HEADER } from './routes-backup.js';
+export type { BackupNode } from './routes-backup.js';

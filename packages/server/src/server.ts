@@ -7,6 +7,7 @@ import pino from 'pino';
 import { httpError, ServerErrorCode, toHttpError, type HttpError } from './errors.js';
 import { createForwardAgent, ForwardError, forwardToLeader, isForwarded } from './forward.js';
 import { createMetrics } from './metrics.js';
+import { registerBackupRoutes, type BackupNode } from './routes-backup.js';
 import {
   canonicalPath,
   canonicalQuery,
@@ -24,7 +25,7 @@ import {
 export type ServedNode = Pick<RaftKvNode, 'id' | 'role' | 'leader' | 'put' | 'get' | 'delete' | 'cas' | 'scan' | 'status'> & {
   /** The node's own limits, when it exposes them (RaftKvNode does): the server enforces the same. */
   readonly limits?: Pick<RaftKvNode['limits'], 'keyBytesMax' | 'valueBytesMax' | 'scanCountMax'>;
-};
+} & Partial<Pick<BackupNode, 'backup' | 'stateHash'>>;
 
 export type ServerLimits = Pick<KvLimits, 'keyBytesMax' | 'valueBytesMax' | 'scanCountMax'>;
 
@@ -174,6 +175,9 @@ export function createServer(options: ServerOptions): FastifyInstance {
 
   registerKvRoutes(app, node, limits);
   registerNodeRoutes(app, node, metrics.registry);
+  // Backups and state hashes (routes-backup.ts), for a node that can take them (RaftKvNode can).
+  const { backup, stateHash } = node;
+  if (backup !== undefined && stateHash !== undefined) registerBackupRoutes(app, { id: node.id, backup: backup.bind(node), stateHash: stateHash.bind(node) });
   return app;
 }
 

@@ -41,8 +41,9 @@ function frame(value: unknown): Buffer {
   return Buffer.concat([header, body]);
 }
 
-function hello(clusterId: string, from: NodeId, to: NodeId, stream: StreamKind = 'messages'): Buffer {
-  return frame({ v: PROTOCOL_VERSION, clusterId, from, to, stream });
+/** A handshake; `uid` is the data directory id of the node it claims to be (the peer it names checks it). */
+function hello(clusterId: string, from: NodeId, to: NodeId, uid: string | undefined, stream: StreamKind = 'messages'): Buffer {
+  return frame({ v: PROTOCOL_VERSION, clusterId, from, to, stream, ...(uid === undefined ? {} : { uid }) });
 }
 
 function randomBytes(random: SeededRandom, length: number): Buffer {
@@ -68,10 +69,10 @@ async function sendRaw(address: string, bytes: Buffer): Promise<void> {
 
 interface Attack {
   readonly name: string;
-  /** One per connection. */
-  readonly payloads: (target: NodeId, peer: NodeId) => Buffer[];
+  /** One per connection; `peerUid` is the data directory id of `peer`, as its handshakes carry it. */
+  readonly payloads: (target: NodeId, peer: NodeId, peerUid: string) => Buffer[];
   /** What each connection must add one to on the target: a bad frame or refused handshake, or a refused snapshot. */
-  readonly counts: 'rejections' | 'snapshotsRejected';
+  readonly counts: 'rejections' | 'framesRejected' | 'snapshotsRejected';
 }
 
 const random = new SeededRandom(20_240_601);
@@ -101,16 +102,16 @@ const RAW_ATTACKS: readonly Attack[] = [
   },
   {
     name: 'a truncated frame',
-    payloads: (target, peer) => {
-      const whole = hello(CLUSTER_ID, peer, target);
+    payloads: (target, peer, peerUid) => {
+      const whole = hello(CLUSTER_ID, peer, target, peerUid);
       return [whole.subarray(0, 2), whole.subarray(0, whole.byteLength - 3)];
     },
     counts: 'rejections',
   },
   {
     name: 'a handshake with another cluster id, then a message',
-    payloads: (target, peer) => [
-      Buffer.concat([hello('another-cluster', peer, target), frame({ t: 'msg', m: heartbeat(peer, target) })]),
+    payloads: (target, peer, peerUid) => [
+      Buffer.concat([hello('another-cluster', peer, target, peerUid), frame({ t: 'msg', m: heartbeat(peer, target) })]),
     ],
     counts: 'rejections',
   },
@@ -118,7 +119,7 @@ const RAW_ATTACKS: readonly Attack[] = [
     // The identity of a real peer, then messages that do not validate: the connection is
     // closed before anything reaches the core.
     name: 'a handshake from a known peer, then invalid messages',
-    payloads: (target, peer) =>
+    payloads: (target, peer, peerUid) =>
       [
         { t: 'msg', m: { ...heartbeat(peer, target), term: -1 } },
         { t: 'msg', m: { ...heartbeat(peer, target), term: 'one' } },
@@ -127,16 +128,16 @@ const RAW_ATTACKS: readonly Attack[] = [
         { t: 'msg', m: { type: 'MsgSnap', from: peer, to: target, term: 1, snapshot: { meta: { index: 1, term: 1, confState: { voters: [], learners: [] } }, data: Buffer.alloc(0) } } },
         { t: 'msg', m: { type: 'MsgNonsense', from: peer, to: target, term: 1 } },
         { t: 'something-else' },
-      ].map((m) => Buffer.concat([hello(CLUSTER_ID, peer, target), frame(m)])),
-    counts: 'rejections',
+      ].map((m) => Buffer.concat([hello(CLUSTER_ID, peer, target, peerUid), frame(m)])),
+    counts: 'framesRejected', // past the handshake: the message itself is refused
   },
   {
     // A snapshot stream from a real peer's identity whose bytes are not a snapshot: the trailer
     // does not verify, or it does but the content is garbage, or the stream breaks off. The
     // node refuses it; the MsgSnap (with a term no one reached) never reaches the core.
     name: 'snapshot streams that do not verify',
-    payloads: (target, peer) => {
-      const begin = Buffer.concat([hello(CLUSTER_ID, peer, target, 'snapshot'), frame({ t: 'snap-begin', m: snapshotMessage(peer, target) })]);
+    payloads: (target, peer, peerUid) => {
+      const begin = Buffer.concat([hello(CLUSTER_ID, peer, target, peerUid, 'snapshot'), frame({ t: 'snap-begin', m: snapshotMessage(peer, target) })]);
       const chunk = randomBytes(random, 4096);
       const trailer = (crc: number): Buffer => frame({ t: 'snap-end', chunkCount: 1, byteCount: chunk.byteLength, crc32: crc });
       return [
@@ -146,6 +147,16 @@ const RAW_ATTACKS: readonly Attack[] = [
       ];
     },
     counts: 'snapshotsRejected',
+  },
+  {
+    // A known peer's name without its data directory id, or with another: a machine that was
+    // replaced, or someone guessing. Refused at the handshake, before any message is read.
+    name: 'a handshake from a known peer without its uid, or with another',
+    payloads: (target, peer) => [
+      Buffer.concat([hello(CLUSTER_ID, peer, target, undefined), frame({ t: 'msg', m: heartbeat(peer, target) })]),
+      Buffer.concat([hello(CLUSTER_ID, peer, target, 'not-the-peers-uid'), frame({ t: 'msg', m: heartbeat(peer, target) })]),
+    ],
+    counts: 'rejections',
   },
 ];
 
@@ -160,7 +171,8 @@ function heartbeat(from: NodeId, to: NodeId): Message {
 
 async function rejections(c: ProcessCluster, id: NodeId, counts: Attack['counts'] = 'rejections'): Promise<number> {
   const stats = await c.request(id, 'transportStats', {});
-  return counts === 'rejections' ? stats.framesRejected + stats.handshakesRejected : stats.snapshotsRejected;
+  if (counts === 'rejections') return stats.framesRejected + stats.handshakesRejected;
+  return counts === 'framesRejected' ? stats.framesRejected : stats.snapshotsRejected;
 }
 
 async function expectNoForeignTerm(c: ProcessCluster): Promise<void> {
@@ -212,7 +224,7 @@ describe('bad input on the peer port and on disk', () => {
     for (const target of [follower, leader]) {
       const peer = c.ids.find((id) => id !== target && id !== (target === leader ? follower : leader))!;
       for (const attack of RAW_ATTACKS) {
-        const payloads = attack.payloads(target, peer);
+        const payloads = attack.payloads(target, peer, (await c.status(peer)).uid);
         const before = await rejections(c, target, attack.counts);
         for (const bytes of payloads) await sendRaw(c.address(target), bytes);
         // A stream that broke off is refused once the node sees the close, a moment after ours.

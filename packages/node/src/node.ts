@@ -96,6 +96,12 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
   #stopping = false;
   /** What is known of each node's addresses and identity: the options' peers, then every membership change seen. */
   readonly #book = new Map<NodeId, MemberInfo>();
+  /**
+   * Nodes whose peer address this node was told directly (the options' `peers`, `setPeers`):
+   * a membership record does not override it. The address a change recorded is the one the
+   * leader was given; this node may have to dial another (a proxy, a NAT, a moved machine).
+   */
+  readonly #pinnedPeers = new Set<NodeId>();
   /** Learners to promote on their own, and since when each has been caught up (leader only). */
   readonly #caughtUpSince = new Map<NodeId, number>();
   #promoting = false;
@@ -174,7 +180,7 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
 
   /** Updates the peer address book (for clusters whose ports are chosen by the OS). */
   setPeers(peers: Readonly<Record<NodeId, string>>): void {
-    for (const [id, peer] of Object.entries(peers)) this.#learn(id, { peer, http: null, uid: null, autoPromote: false }, false);
+    this.#pin(peers);
     this.#publishPeers();
   }
 
@@ -411,13 +417,23 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
   /** Remembers what a membership change (or the options) says of a node, and tells the transport where it is. */
   #learn(id: NodeId, info: MemberInfo, publish = true): void {
     const known = this.#book.get(id);
+    const pinned = this.#pinnedPeers.has(id) ? (known?.peer ?? null) : null;
     this.#book.set(id, {
-      peer: info.peer ?? known?.peer ?? null,
+      peer: pinned ?? info.peer ?? known?.peer ?? null,
       http: info.http ?? known?.http ?? null,
       uid: info.uid ?? known?.uid ?? null,
       autoPromote: info.autoPromote || (known?.autoPromote ?? false),
     });
     if (publish) this.#publishPeers();
+  }
+
+  /** Addresses this node was told directly: they win over what membership records say. */
+  #pin(peers: Readonly<Record<NodeId, string>>): void {
+    for (const [id, peer] of Object.entries(peers)) {
+      this.#pinnedPeers.delete(id);
+      this.#learn(id, { peer, http: null, uid: null, autoPromote: false }, false);
+      this.#pinnedPeers.add(id);
+    }
   }
 
   #publishPeers(): void {
@@ -443,7 +459,7 @@ export class RaftKvNode extends EventEmitter<{ role: [RoleChange]; leader: [Role
    * added by changes, and the changes in the log it has not applied yet.
    */
   async #loadMembers(): Promise<void> {
-    for (const [id, peer] of Object.entries(this.#settings.peers)) this.#learn(id, { peer, http: null, uid: null, autoPromote: false }, false);
+    this.#pin(this.#settings.peers);
     const { members } = await this.#kv.members();
     for (const [id, info] of members) this.#learn(id, info, false);
     const from = Math.max(this.#kv.appliedIndex + 1, this.#storage.firstIndex());

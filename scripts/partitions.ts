@@ -6,11 +6,12 @@
  * its summary is written (see exitOnceFlushed).
  */
 import { parseArgs } from 'node:util';
-import { FAULT_KINDS, formatSummary, isFaultKind, NETWORK_FAULTS, NetnsNetwork, PROCESS_FAULTS, runScenario, type FaultKind, type ScenarioResult, type WorkloadKind } from '@raftkv/testing/nemesis';
+import { FAULT_KINDS, formatSummary, isFaultKind, MEMBERSHIP_FAULTS, NETWORK_FAULTS, NetnsNetwork, PROCESS_FAULTS, runScenario, type FaultKind, type ScenarioResult, type WorkloadKind } from '@raftkv/testing/nemesis';
 
 const USAGE = `usage: pnpm test:partitions [options]
   --time S            seconds of faults per scenario (default 60)
-  --faults LIST       comma-separated fault kinds, or all | network | process (default all)
+  --faults LIST       comma-separated fault kinds, or all | network | process | membership (default all;
+                      membership faults need --network proxy)
                       kinds: ${FAULT_KINDS.join(', ')}
   --per-fault         one scenario per fault kind instead of one drawing from all of them
   --workloads LIST    register, unique-writes (default both)
@@ -35,6 +36,7 @@ function parseFaults(list: string): FaultKind[] {
     if (item === 'all') FAULT_KINDS.forEach((k) => out.add(k));
     else if (item === 'network') NETWORK_FAULTS.forEach((k) => out.add(k));
     else if (item === 'process') PROCESS_FAULTS.forEach((k) => out.add(k));
+    else if (item === 'membership') MEMBERSHIP_FAULTS.forEach((k) => out.add(k));
     else if (isFaultKind(item)) out.add(item);
     else fail(`unknown fault ${JSON.stringify(item)}`);
   }

@@ -81,6 +81,22 @@ describe('partition suite (short)', () => {
     expect(result.lostWrites?.acknowledged).toBeGreaterThan(100);
   });
 
+  it('membership changes under partitions: a machine replaced, one added and another removed, the leader stopped with SIGTERM', async () => {
+    // Each membership episode runs its whole sequence (kill, remove, join, catch up, promote),
+    // so this scenario gets more time than the others.
+    const result = await scenario({
+      name: 'register-membership',
+      workload: 'register',
+      faults: ['replace-node', 'grow-shrink', 'stop-leader', 'split'],
+      durationMs: 25_000,
+      seed: 5,
+    });
+    expectPassed(result);
+    expect(result.linearizable).toBe('ok');
+    const membership = result.events.filter((e) => (e.kind === 'replace-node' || e.kind === 'grow-shrink') && e.phase === 'stop');
+    expect(membership.length, 'at least one membership change ran to its end').toBeGreaterThan(0);
+  });
+
   it('can fail: stale reads under a partition are found non-linearizable', async () => {
     // An isolated node keeps answering stale reads from its own state while the majority moves
     // on; a client that just saw a newer value through another node then reads an older one.

@@ -9,7 +9,7 @@ import type { LinkControl, LinkDelay, LinkFaultMode, LinkState } from '../src/ne
 import { FAULT_KINDS, Nemesis, type FaultKind, type NemesisTarget } from '../src/nemesis/nemesis.js';
 
 class FakeNetwork implements LinkControl {
-  readonly nodes: readonly NodeId[];
+  nodes: readonly NodeId[];
   readonly supportsDelay: boolean;
   readonly faults = new Map<string, LinkFaultMode>();
   readonly delays = new Map<string, LinkDelay>();
@@ -48,6 +48,11 @@ class FakeNetwork implements LinkControl {
     );
   }
 
+  addNode(id: NodeId): Promise<void> {
+    this.nodes = [...this.nodes, id];
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }
@@ -58,8 +63,10 @@ class FakeNetwork implements LinkControl {
 }
 
 class FakeCluster implements NemesisTarget {
-  readonly ids: readonly NodeId[];
+  ids: readonly NodeId[];
   readonly network: FakeNetwork;
+  readonly roles = new Map<NodeId, 'voter' | 'learner'>();
+  readonly membership;
   readonly state = new Map<NodeId, 'up' | 'dead' | 'paused'>();
   readonly log: string[] = [];
   currentLeader: NodeId | null;
@@ -99,6 +106,45 @@ class FakeCluster implements NemesisTarget {
               this.state.set(id, 'up');
               this.log.push(`resume ${id}`);
             },
+            stop: (id: NodeId) => {
+              expectState(id, 'up');
+              this.state.set(id, 'dead');
+              this.log.push(`stop ${id}`);
+              if (this.currentLeader === id) this.currentLeader = null;
+              return Promise.resolve();
+            },
+          };
+    for (const id of this.ids) this.roles.set(id, 'voter');
+    let next = count + 1;
+    this.membership =
+      options.processes === false
+        ? undefined
+        : {
+            add: async ({ autoPromote }: { autoPromote: boolean }) => {
+              const id = `n${next++}`;
+              await this.network.addNode(id);
+              this.ids = [...this.ids, id];
+              this.state.set(id, 'up');
+              this.roles.set(id, autoPromote ? 'voter' : 'learner'); // the leader promotes it soon
+              this.log.push(`add ${id}${autoPromote ? ' (auto)' : ''}`);
+              return id;
+            },
+            promote: (id: NodeId) => {
+              expect(this.roles.get(id)).toBe('learner');
+              this.roles.set(id, 'voter');
+              this.log.push(`promote ${id}`);
+              return Promise.resolve();
+            },
+            remove: (id: NodeId) => {
+              expect(this.ids).toContain(id);
+              this.ids = this.ids.filter((m) => m !== id);
+              this.state.delete(id);
+              this.roles.delete(id);
+              this.log.push(`remove ${id}`);
+              if (this.currentLeader === id) this.currentLeader = this.ids[0]!;
+              return Promise.resolve();
+            },
+            members: () => Promise.resolve([...this.roles].map(([id, role]) => ({ id, role }))),
           };
   }
 
@@ -236,6 +282,49 @@ describe('Nemesis: named faults', () => {
     expect(cluster.log.slice(-2)).toEqual(['kill n2', 'restart n2']);
     for (let k = 0; k < 6; k += 2) expect(cluster.log[k + 1]).toBe(cluster.log[k]!.replace('kill', 'restart'));
     expect(cluster.allUp()).toBe(true);
+  });
+
+  it('stop-leader stops the leader with SIGTERM and restarts it; graceful-rolling-restart stops every node in turn, the leader last', async () => {
+    const cluster = new FakeCluster(3);
+    cluster.currentLeader = 'n3';
+    const nemesis = new Nemesis(cluster);
+    await nemesis.run('stop-leader', 10);
+    expect(cluster.log).toEqual(['stop n3', 'restart n3']);
+    cluster.log.length = 0;
+    cluster.currentLeader = 'n1';
+    await nemesis.run('graceful-rolling-restart', 10);
+    expect(cluster.log).toHaveLength(6);
+    expect(cluster.log.slice(-2)).toEqual(['stop n1', 'restart n1']);
+    expect(cluster.allUp()).toBe(true);
+  });
+
+  it('replace-node kills a member, removes it and adds a new machine under a new id, promoted once caught up', async () => {
+    const victims = new Set<NodeId>();
+    for (let seed = 1; seed <= 8; seed++) {
+      const cluster = new FakeCluster(3);
+      cluster.currentLeader = 'n2';
+      const nemesis = new Nemesis(cluster, { seed });
+      await nemesis.run('replace-node', 10);
+      const victim = cluster.log[0]!.split(' ')[1]!;
+      victims.add(victim);
+      expect(cluster.log).toEqual([`kill ${victim}`, `remove ${victim}`, 'add n4 (auto)']);
+      expect(cluster.ids).toHaveLength(3);
+      expect(cluster.ids).toContain('n4');
+      expect(cluster.ids).not.toContain(victim);
+      expect(nemesis.events.some((e) => e.detail === 'n4 promoted')).toBe(true);
+    }
+    expect(victims, 'the leader and followers are both replaced, over the seeds').toContain('n2');
+    expect(victims.size).toBeGreaterThan(1);
+  });
+
+  it('grow-shrink adds a learner, promotes it, then removes another member', async () => {
+    const cluster = new FakeCluster(3);
+    const nemesis = new Nemesis(cluster, { seed: 4 });
+    await nemesis.run('grow-shrink', 10);
+    expect(cluster.log.slice(0, 2)).toEqual(['add n4', 'promote n4']);
+    expect(cluster.log[2]).toMatch(/^remove n[123]$/);
+    expect(cluster.ids).toHaveLength(3);
+    expect(cluster.roles.get('n4')).toBe('voter');
   });
 
   it('process faults need process control', async () => {

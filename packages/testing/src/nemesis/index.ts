@@ -7,8 +7,8 @@ export type { LinkControl, LinkDelay, LinkFaultMode, LinkState } from './links.j
 export { ProxyNetwork } from './proxy.js';
 export type { ProxyChannel } from './proxy.js';
 export { NetnsNetwork } from './netns.js';
-export { FAULT_KINDS, isFaultKind, isProcessFault, Nemesis, NETWORK_FAULTS, PROCESS_FAULTS } from './nemesis.js';
-export type { FaultKind, NemesisEvent, NemesisOptions, NemesisTarget, ProcessControl, ScheduleOptions } from './nemesis.js';
+export { FAULT_KINDS, isFaultKind, isMembershipFault, isProcessFault, MEMBERSHIP_FAULTS, Nemesis, NETWORK_FAULTS, PROCESS_FAULTS } from './nemesis.js';
+export type { FaultKind, MembershipControl, NemesisEvent, NemesisOptions, NemesisTarget, ProcessControl, ScheduleOptions } from './nemesis.js';
 export { localClusterTarget, processClusterTarget } from './targets.js';
 export { RegisterWorkload, UniqueWriteWorkload } from './workload.js';
 export type { HttpEndpoint, LostWriteReport, OperationCounts, Outcome, ReadConsistency, RecordedOperation, RegisterWorkloadOptions, UniqueWriteRecord } from './workload.js';

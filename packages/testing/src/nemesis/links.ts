@@ -49,6 +49,8 @@ export interface LinkControl {
   healAll(): Promise<void>;
   /** The state of every directed link, in a stable order. */
   links(): LinkState[];
+  /** Adds a node with links to and from every other (a machine joining); absent where the network is fixed at its start. */
+  addNode?(id: NodeId): Promise<void>;
   /** Releases everything the network holds (listeners, namespaces, rules). Idempotent. */
   close(): Promise<void>;
 }

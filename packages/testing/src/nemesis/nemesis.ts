@@ -23,20 +23,38 @@ export interface ProcessControl {
   pause(id: NodeId): void;
   /** SIGCONT. */
   resume(id: NodeId): void;
+  /** SIGTERM: the node stops as asked (a leader hands leadership over first); resolves once the process has ended. */
+  stop(id: NodeId): Promise<void>;
+}
+
+/** Change the membership of a running cluster (a ProcessCluster can, except in 'netns' mode). */
+export interface MembershipControl {
+  /** A new machine under a new id joins as a learner; with `autoPromote` the leader promotes it once caught up. Resolves once it is added. */
+  add(options: { autoPromote: boolean }): Promise<NodeId>;
+  /** Promotes a learner, retrying until it is caught up. */
+  promote(id: NodeId): Promise<void>;
+  /** Removes a member through the leader, and stops its process if it runs. */
+  remove(id: NodeId): Promise<void>;
+  /** The voters and learners the leader knows now. */
+  members(): Promise<readonly { id: NodeId; role: 'voter' | 'learner' }[]>;
 }
 
 export interface NemesisTarget {
+  /** The members now (membership faults change them). */
   readonly ids: readonly NodeId[];
   readonly network: LinkControl;
   /** Absent: only network faults can run. */
   readonly processes?: ProcessControl | undefined;
+  /** Absent: no membership faults. */
+  readonly membership?: MembershipControl | undefined;
   /** The node the others follow right now, or null when there is none (answer within about a second). */
   leader(): Promise<NodeId | null>;
 }
 
 export const NETWORK_FAULTS = ['isolate-leader', 'isolate-node', 'split', 'bridge', 'one-way', 'flapping', 'slow-network'] as const;
-export const PROCESS_FAULTS = ['kill-leader', 'kill-node', 'kill-minority', 'pause-leader', 'pause-node', 'rolling-restart'] as const;
-export const FAULT_KINDS = [...NETWORK_FAULTS, ...PROCESS_FAULTS] as const;
+export const PROCESS_FAULTS = ['kill-leader', 'kill-node', 'kill-minority', 'pause-leader', 'pause-node', 'rolling-restart', 'stop-leader', 'graceful-rolling-restart'] as const;
+export const MEMBERSHIP_FAULTS = ['replace-node', 'grow-shrink'] as const;
+export const FAULT_KINDS = [...NETWORK_FAULTS, ...PROCESS_FAULTS, ...MEMBERSHIP_FAULTS] as const;
 
 /**
  * - isolate-leader / isolate-node: every link to and from one node cut (blackhole or reset).
@@ -48,6 +66,14 @@ export const FAULT_KINDS = [...NETWORK_FAULTS, ...PROCESS_FAULTS] as const;
  * - kill-leader / kill-node / kill-minority: kill -9, restarted when the episode ends.
  * - pause-leader / pause-node: SIGSTOP, SIGCONT when the episode ends.
  * - rolling-restart: each node in turn killed and restarted, the leader last.
+ * - stop-leader: SIGTERM to the leader (it hands leadership over, then exits), restarted when
+ *   the episode ends.
+ * - graceful-rolling-restart: each node in turn stopped with SIGTERM and restarted, the leader
+ *   last: the way an operator upgrades a cluster.
+ * - replace-node: a member (the leader, one time in three) dies for good (kill -9), is removed,
+ *   and a new machine under a new id joins as a learner and is promoted once caught up.
+ * - grow-shrink: a new machine joins as a learner and is promoted, then another member (perhaps
+ *   the leader) is removed and stopped; the cluster keeps its size.
  */
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -55,9 +81,17 @@ export function isFaultKind(value: string): value is FaultKind {
   return (FAULT_KINDS as readonly string[]).includes(value);
 }
 
+/** Whether a fault acts on processes (membership faults too): it needs a ProcessControl, and is combined only with network faults. */
 export function isProcessFault(kind: FaultKind): boolean {
-  return (PROCESS_FAULTS as readonly string[]).includes(kind);
+  return (PROCESS_FAULTS as readonly string[]).includes(kind) || isMembershipFault(kind);
 }
+
+export function isMembershipFault(kind: FaultKind): boolean {
+  return (MEMBERSHIP_FAULTS as readonly string[]).includes(kind);
+}
+
+/** Faults that run a whole sequence of their own and are never the second half of a combination. */
+const SEQUENCES: readonly FaultKind[] = ['rolling-restart', 'graceful-rolling-restart', 'flapping', ...MEMBERSHIP_FAULTS];
 
 /** One line of the nemesis's record: what it did, when (ms since the nemesis was made). */
 export interface NemesisEvent {
@@ -124,6 +158,7 @@ export class Nemesis {
   }
 
   supports(kind: FaultKind): boolean {
+    if (isMembershipFault(kind)) return this.target.processes !== undefined && this.target.membership !== undefined;
     if (isProcessFault(kind)) return this.target.processes !== undefined;
     if (kind === 'slow-network') return this.target.network.supportsDelay;
     if (kind === 'bridge') return this.target.ids.length >= 3;
@@ -221,8 +256,8 @@ export class Nemesis {
         // A combination: a partition and a crash or pause at once.
         if (this.#random.nextInt(1_000) < combineChance * 1_000) {
           const others = isProcessFault(first) ? networkKinds : processKinds;
-          const second = others.filter((k) => k !== 'rolling-restart' && k !== 'flapping');
-          if (second.length > 0 && first !== 'rolling-restart') kinds.push(this.#pick(second));
+          const second = others.filter((k) => !SEQUENCES.includes(k));
+          if (second.length > 0 && !(first === 'rolling-restart' || first === 'graceful-rolling-restart')) kinds.push(this.#pick(second));
         }
         const running: Episode[] = [];
         try {
@@ -321,29 +356,81 @@ export class Nemesis {
         processes.pause(victim);
         return { kind, detail: `SIGSTOP ${victim}`, stop: async () => processes.resume(victim) };
       }
-      case 'rolling-restart': {
+      case 'stop-leader': {
         const processes = this.#processes(kind);
+        const victim = await this.#leaderOrRandom();
+        await processes.stop(victim);
+        return { kind, detail: `SIGTERM ${victim}`, stop: () => processes.restart(victim) };
+      }
+      case 'rolling-restart':
+      case 'graceful-rolling-restart': {
+        const processes = this.#processes(kind);
+        const graceful = kind === 'graceful-rolling-restart';
         const leader = await this.target.leader().catch(() => null);
         const order = [...this.#shuffle(ids.filter((id) => id !== leader)), ...(leader === null ? [] : [leader])];
-        // Runs while the episode holds; stop waits for the last node to be back.
-        const rolling = (async () => {
+        return this.#background(kind, `${graceful ? 'SIGTERM' : 'kill -9'} and restart ${order.join(', ')} in turn`, async () => {
           for (const id of order) {
-            await processes.kill(id);
-            this.#record(kind, 'info', `kill -9 ${id}`);
+            if (graceful) await processes.stop(id);
+            else await processes.kill(id);
+            this.#record(kind, 'info', `${graceful ? 'SIGTERM' : 'kill -9'} ${id}`);
             await processes.restart(id);
             this.#record(kind, 'info', `restarted ${id}`);
             await this.waitForLeader(this.#options.settleTimeoutMs ?? SETTLE_TIMEOUT_MS);
           }
-        })();
-        rolling.catch(() => {}); // awaited (and its failure rethrown) by stop
-        return {
-          kind,
-          detail: `kill -9 and restart ${order.join(', ')} in turn`,
-          stop: async () => {
-            await rolling;
-          },
-        };
+        });
       }
+      case 'replace-node': {
+        const processes = this.#processes(kind);
+        const membership = this.#membership(kind);
+        const leader = await this.target.leader().catch(() => null);
+        const followers = ids.filter((id) => id !== leader);
+        const victim = leader !== null && (this.#random.nextInt(3) === 0 || followers.length === 0) ? leader : this.#pick(followers);
+        return this.#background(kind, `${victim} dies for good and is replaced by a new machine`, async () => {
+          await processes.kill(victim);
+          this.#record(kind, 'info', `kill -9 ${victim}; its disk is lost`);
+          await membership.remove(victim);
+          this.#record(kind, 'info', `removed ${victim}`);
+          const fresh = await membership.add({ autoPromote: true });
+          this.#record(kind, 'info', `${fresh} joined as a learner, to be promoted once caught up`);
+          await this.#untilVoter(membership, fresh);
+          this.#record(kind, 'info', `${fresh} promoted`);
+        });
+      }
+      case 'grow-shrink': {
+        this.#processes(kind);
+        const membership = this.#membership(kind);
+        return this.#background(kind, 'a new machine joins and is promoted, then another member leaves', async () => {
+          const fresh = await membership.add({ autoPromote: false });
+          this.#record(kind, 'info', `${fresh} joined as a learner`);
+          await membership.promote(fresh);
+          this.#record(kind, 'info', `${fresh} promoted`);
+          const leaving = this.#pick(this.target.ids.filter((id) => id !== fresh));
+          await membership.remove(leaving);
+          this.#record(kind, 'info', `removed ${leaving} and stopped it`);
+        });
+      }
+    }
+  }
+
+  /**
+   * An episode whose work runs on while it holds (a restart sequence, a membership change that
+   * may wait out a partition); `stop` waits for the work to end and rethrows its failure.
+   */
+  #background(kind: FaultKind, detail: string, work: () => Promise<void>): Episode {
+    const running = work();
+    running.catch(() => {}); // awaited by stop
+    return { kind, detail, stop: () => running };
+  }
+
+  /** Waits (up to the settle timeout, a few times over) for a learner promoted by the leader on its own. */
+  async #untilVoter(membership: MembershipControl, id: NodeId): Promise<void> {
+    const waitMs = 3 * (this.#options.settleTimeoutMs ?? SETTLE_TIMEOUT_MS);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const members = await membership.members().catch(() => null);
+      if (members?.some((m) => m.id === id && m.role === 'voter') === true) return;
+      if (Date.now() > deadline) throw new Error(`nemesis: ${id} was not promoted within ${waitMs} ms of joining`);
+      await sleep(LEADER_POLL_MS * 4);
     }
   }
 
@@ -378,6 +465,12 @@ export class Nemesis {
     await episode.stop();
     this.#active.delete(episode);
     this.#record(episode.kind, 'stop', episode.detail);
+  }
+
+  #membership(kind: FaultKind): MembershipControl {
+    const membership = this.target.membership;
+    if (membership === undefined) throw new Error(`nemesis: ${kind} needs membership control (a ProcessCluster with a proxy network)`);
+    return membership;
   }
 
   #processes(kind: FaultKind): ProcessControl {

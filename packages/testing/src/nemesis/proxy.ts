@@ -383,7 +383,7 @@ interface Listener {
 }
 
 export class ProxyNetwork implements LinkControl {
-  readonly nodes: readonly NodeId[];
+  readonly #nodes: NodeId[];
   readonly supportsDelay = true;
   readonly channels: readonly ProxyChannel[];
   readonly #host: string;
@@ -397,7 +397,7 @@ export class ProxyNetwork implements LinkControl {
   #closing: Promise<void> | null = null;
 
   private constructor(nodes: readonly NodeId[], channels: readonly ProxyChannel[], host: string, random: () => number) {
-    this.nodes = [...nodes];
+    this.#nodes = [...nodes];
     this.channels = [...channels];
     this.#host = host;
     this.#random = random;
@@ -425,6 +425,26 @@ export class ProxyNetwork implements LinkControl {
       throw error;
     }
     return network;
+  }
+
+  get nodes(): readonly NodeId[] {
+    return [...this.#nodes];
+  }
+
+  /**
+   * Adds a node (a machine joining the cluster): a link to and from every node already here, on
+   * every channel, listening before this resolves. Its target is set with `setTarget`.
+   */
+  async addNode(id: NodeId): Promise<void> {
+    this.#checkOpen();
+    if (typeof id !== 'string' || id === '') throw invalid('ProxyNetwork: node ids must be non-empty strings');
+    if (this.#nodes.includes(id)) throw invalid(`ProxyNetwork: node ${JSON.stringify(id)} is already in the network`);
+    const added: Link[] = [];
+    for (const other of this.#nodes) added.push(new Link(other, id), new Link(id, other));
+    this.#nodes.push(id);
+    for (const link of added) this.#links.set(linkKey(link.from, link.to), link);
+    const failed = (await Promise.allSettled(added.flatMap((link) => this.channels.map((channel) => this.#listen(link, channel))))).find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** "host:port" of the proxy node `from` dials to reach `to` on `channel`. */
@@ -587,7 +607,7 @@ export class ProxyNetwork implements LinkControl {
   }
 
   #checkNode(id: NodeId): void {
-    if (!this.nodes.includes(id)) throw invalid(`ProxyNetwork: unknown node ${JSON.stringify(id)} (nodes: ${this.nodes.join(', ')})`);
+    if (!this.#nodes.includes(id)) throw invalid(`ProxyNetwork: unknown node ${JSON.stringify(id)} (nodes: ${this.#nodes.join(', ')})`);
   }
 
   #checkChannel(channel: ProxyChannel): void {

@@ -27,7 +27,9 @@ export function processClusterTarget(cluster: ProcessCluster): NemesisTarget {
   const network = cluster.network;
   if (network === null) throw new Error("nemesis: the ProcessCluster was started with network 'direct'; use 'proxy' or 'netns'");
   return {
-    ids: cluster.ids,
+    get ids() {
+      return cluster.ids;
+    },
     network,
     processes: {
       kill: async (id) => {
@@ -36,7 +38,20 @@ export function processClusterTarget(cluster: ProcessCluster): NemesisTarget {
       restart: (id) => cluster.restart(id),
       pause: (id) => cluster.pause(id),
       resume: (id) => cluster.resume(id),
+      stop: async (id) => {
+        await cluster.kill(id, 'SIGTERM');
+      },
     },
+    // A joining machine needs links the network can add; the namespaces of 'netns' are fixed.
+    membership:
+      network.addNode === undefined
+        ? undefined
+        : {
+            add: (options) => cluster.addNode(options),
+            promote: (id) => cluster.promote(id),
+            remove: (id) => cluster.removeNode(id),
+            members: () => cluster.membersOnLeader({ timeoutMs: STATUS_TIMEOUT_MS * 4 }),
+          },
     leader: async () => {
       const statuses = await Promise.all(cluster.running.map((id) => cluster.status(id, { timeoutMs: STATUS_TIMEOUT_MS }).catch(() => null)));
       return newestLeader(statuses.map((s) => (s === null ? null : { id: s.id, role: s.role, term: s.term })));

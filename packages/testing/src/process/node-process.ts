@@ -29,6 +29,8 @@ import {
 } from './protocol.js';
 
 const decoder = new TextDecoder('utf-8', { fatal: false });
+/** After SIGTERM, the process exits on its own by then even if the node has not finished stopping. */
+const STOP_TIMEOUT_MS = 10_000;
 
 async function main(): Promise<void> {
   if (process.send === undefined) return exitWith(EXIT_USAGE, 'node-process: started without an IPC channel; start it with child_process.fork');
@@ -64,6 +66,19 @@ async function main(): Promise<void> {
       return exitWith(EXIT_START_FAILED, `raftkv node ${config.id} failed to start its HTTP server: ${message}`);
     }
   }
+  // SIGTERM stops the node as `raftkv start` does: the HTTP server, then the node (a leader
+  // hands leadership over first), then exit 0. A second SIGTERM while stopping is ignored.
+  process.once('SIGTERM', () => {
+    const stop = async (): Promise<void> => {
+      await server?.close();
+      await node.close();
+    };
+    setTimeout(() => exitWith(EXIT_NODE_FAILED, `raftkv node ${config.id} did not stop within ${STOP_TIMEOUT_MS} ms of SIGTERM`), STOP_TIMEOUT_MS).unref();
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => exitWith(EXIT_NODE_FAILED, `raftkv node ${config.id} failed to stop: ${error instanceof Error ? error.message : String(error)}`),
+    );
+  });
   process.on('message', (value: unknown) => {
     if (!isRequest(value)) {
       exitWith(EXIT_USAGE, `node-process: not a request: ${JSON.stringify(value)}`);
@@ -84,7 +99,8 @@ function readConfig(argument: string | undefined): NodeProcessConfig | string {
   }
   if (typeof value !== 'object' || value === null) return 'the configuration is not an object';
   const c = value as Partial<NodeProcessConfig>;
-  if (typeof c.id !== 'string' || typeof c.dataDir !== 'string' || !Array.isArray(c.members)) return 'the configuration lacks id, dataDir or members';
+  if (typeof c.id !== 'string' || typeof c.dataDir !== 'string') return 'the configuration lacks id or dataDir';
+  if (c.members !== undefined && !Array.isArray(c.members)) return 'members, when given, is an array of node ids';
   if (typeof c.listen !== 'object' || typeof c.peers !== 'object') return 'the configuration lacks listen or peers';
   if (c.logLevel !== undefined && !LOG_LEVELS.includes(c.logLevel)) return `unknown logLevel ${JSON.stringify(c.logLevel)}`;
   return c as NodeProcessConfig;
@@ -156,6 +172,21 @@ async function execute(node: RaftKvNode, server: FastifyInstance | null, httpPee
       await server?.close();
       await node.close();
       return null;
+    case 'members':
+      return node.members();
+    case 'addLearner': {
+      const { id, ...member } = request.args;
+      await node.addLearner(id, member);
+      return null;
+    }
+    case 'promote':
+      await node.promote(request.args.id);
+      return null;
+    case 'removeMember':
+      await node.removeMember(request.args.id);
+      return null;
+    case 'transferLeadership':
+      return node.transferLeadership(request.args.to);
     default:
       return assertNever(request, 'node-process request');
   }

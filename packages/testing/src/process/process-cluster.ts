@@ -74,6 +74,8 @@ const POLL_MS = 10;
 /** A status poll waits this long for each node at most, so that one stuck node cannot stall `leader()`. */
 const STATUS_REPLY_TIMEOUT_MS = 1_000;
 const ROUTED_TIMEOUT_MS = 10_000;
+const MEMBERSHIP_TIMEOUT_MS = 30_000;
+const MEMBERSHIP_RETRY_MS = 100;
 
 /**
  * Errors after which a request routed to the leader is worth sending again: the leader changed
@@ -99,7 +101,14 @@ export function isRetryableOnLeader(error: unknown): boolean {
  * restarts; `close()` kills every process the cluster started.
  */
 export class ProcessCluster {
-  readonly ids: readonly NodeId[];
+  /** The nodes that founded the cluster (its first configuration). */
+  readonly founders: readonly NodeId[];
+  /** The members: the founders, then nodes added by addNode, less those removed by removeNode. */
+  #members: NodeId[];
+  /** Every node ever launched, members or not. */
+  readonly #launched = new Set<NodeId>();
+  /** Nodes started by addNode and not yet added: they learn the members' addresses, and the members theirs. */
+  readonly #joining = new Set<NodeId>();
   readonly dataDir: string;
   readonly #options: ProcessClusterOptions;
   readonly #ownsDataDir: boolean;
@@ -118,7 +127,8 @@ export class ProcessCluster {
   #lastLeader: NodeId | null = null;
 
   private constructor(ids: NodeId[], dataDir: string, ownsDataDir: boolean, options: ProcessClusterOptions, network: ProxyNetwork | NetnsNetwork | null) {
-    this.ids = ids;
+    this.founders = [...ids];
+    this.#members = [...ids];
     this.#proxies = network instanceof ProxyNetwork ? network : null;
     this.#netns = network instanceof NetnsNetwork ? network : null;
     this.dataDir = dataDir;
@@ -162,6 +172,11 @@ export class ProcessCluster {
       throw error;
     }
     return cluster;
+  }
+
+  /** The members now, in the order they joined. */
+  get ids(): readonly NodeId[] {
+    return [...this.#members];
   }
 
   /** The data directory of one node (its log is in `log/`, its state machine in `kv/`). */
@@ -323,6 +338,93 @@ export class ProcessCluster {
     await this.#publishAddresses();
   }
 
+  /**
+   * A new machine joins: a node under a new id (n<k>, never used before) with an empty data
+   * directory starts, then the leader adds it as a learner (with its uid, so that only this
+   * directory is accepted under that id) that it promotes once caught up (`autoPromote`,
+   * default true; otherwise call `promote`). Resolves once the learner is added; the node is a
+   * member from then on. Not in 'netns' mode (its namespaces are made at the start).
+   */
+  async addNode(options: { autoPromote?: boolean; timeoutMs?: number } = {}): Promise<NodeId> {
+    if (this.#netns !== null) throw new RaftKvError(ErrorCode.INVALID_CONFIG, "addNode: not in 'netns' mode, whose namespaces are made at the start");
+    let k = this.#launched.size + 1;
+    while (this.#launched.has(`n${k}`)) k++;
+    const id = `n${k}`;
+    await this.#proxies?.addNode(id);
+    // Until it is added, the new node is no member: `leader()` must not wait for it to name one.
+    this.#joining.add(id);
+    try {
+      await this.#launch(id, 0);
+      await this.#publishAddresses();
+      const { uid } = await this.status(id);
+      const peerAddress = this.address(id);
+      const httpAddress = this.#httpAddresses.get(id);
+      await this.#membershipChange('addLearner', { id, peerAddress, uid, autoPromote: options.autoPromote ?? true, ...(httpAddress === undefined ? {} : { httpAddress: `http://${httpAddress}` }) }, options.timeoutMs);
+      this.#members.push(id);
+    } finally {
+      this.#joining.delete(id);
+    }
+    return id;
+  }
+
+  /** Makes a learner a voter, retrying while it is not yet caught up or another change is pending. */
+  async promote(id: NodeId, options: { timeoutMs?: number } = {}): Promise<void> {
+    await this.#membershipChange('promote', { id: this.#known(id) }, options.timeoutMs);
+  }
+
+  /**
+   * Removes a member (the leader too: it hands leadership over) through the leader, then stops
+   * its process if it still runs (SIGTERM, as a machine being retired). Its id is never used
+   * again; its data directory stays.
+   */
+  async removeNode(id: NodeId, options: { timeoutMs?: number } = {}): Promise<void> {
+    if (!this.#members.includes(id)) throw new Error(`removeNode(${id}): not a member (members: ${this.ids.join(', ')})`);
+    await this.#membershipChange('removeMember', { id }, options.timeoutMs);
+    this.#members = this.#members.filter((m) => m !== id);
+    if (this.#lastLeader === id) this.#lastLeader = null;
+    const child = this.#children.get(id);
+    if (child !== undefined && (child.running || child.paused)) {
+      if (child.paused) child.signal('SIGCONT');
+      child.signal('SIGTERM');
+      await child.exited;
+    }
+  }
+
+  /** The members as the leader sees them (voters and learners). */
+  async membersOnLeader(options: RoutedOptions = {}): Promise<OpResults['members']> {
+    return this.requestLeader('members', {}, options);
+  }
+
+  /**
+   * A membership change through the leader, sent again while the leader changes or another
+   * change is pending or the learner is not yet caught up, for `timeoutMs` (default 30 s).
+   * A change retried after a timeout may already be in: adding or removing twice is refused
+   * as invalid, which counts as done when the configuration shows it.
+   */
+  async #membershipChange<O extends 'addLearner' | 'promote' | 'removeMember'>(op: O, args: OpArgs[O], timeoutMs = MEMBERSHIP_TIMEOUT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.requestLeader(op, args, { timeoutMs: Math.max(1, deadline - Date.now()) });
+        return;
+      } catch (error) {
+        if (isRaftKvError(error, ErrorCode.CONF_CHANGE_INVALID) && (await this.#changeIsIn(op, args.id))) return;
+        const again = isRetryableOnLeader(error) || isRaftKvError(error, ErrorCode.CONF_CHANGE_PENDING) || (op === 'promote' && isRaftKvError(error, ErrorCode.CONF_CHANGE_INVALID));
+        if (!again || Date.now() > deadline) throw error;
+        await sleep(MEMBERSHIP_RETRY_MS);
+      }
+    }
+  }
+
+  async #changeIsIn(op: 'addLearner' | 'promote' | 'removeMember', id: NodeId): Promise<boolean> {
+    const members = await this.membersOnLeader().catch(() => null);
+    if (members === null) return false;
+    const member = members.find((m) => m.id === id);
+    if (op === 'removeMember') return member === undefined;
+    if (op === 'promote') return member?.role === 'voter';
+    return member !== undefined;
+  }
+
   /** Kills every process the cluster started (SIGKILL) and waits for them; removes the data directory if the cluster created it. */
   close(): Promise<void> {
     this.#closed ??= this.#close();
@@ -344,7 +446,7 @@ export class ProcessCluster {
   }
 
   #known(id: NodeId): NodeId {
-    if (!this.ids.includes(id)) throw new Error(`unknown node ${id}: the cluster has [${this.ids.join(', ')}]`);
+    if (!this.#launched.has(id) && !this.#members.includes(id)) throw new Error(`unknown node ${id}: the cluster has [${this.ids.join(', ')}]`);
     return id;
   }
 
@@ -362,7 +464,9 @@ export class ProcessCluster {
     const config: NodeProcessConfig = {
       id,
       dataDir: join(this.dataDir, id),
-      members: this.ids,
+      // A founder bootstraps the first configuration (ignored once its directory has state);
+      // any other node joins and waits for a leader to add it.
+      ...(this.founders.includes(id) ? { members: this.founders } : {}),
       peers: this.#peersOf(id).peers,
       listen: { host, port: netns === null ? port : NETNS_PORTS.raft },
       logLevel: o.logLevel ?? 'warn',
@@ -384,6 +488,7 @@ export class ProcessCluster {
       ...(netns === null ? {} : { launcher: netns.forkOptions(id) }),
     };
     const child = NodeChild.spawn(config, spawnOptions);
+    this.#launched.add(id);
     this.#children.set(id, child);
     this.#started.add(child);
     void child.exited.then((exit) => {
@@ -404,7 +509,7 @@ export class ProcessCluster {
     const peers: Record<NodeId, string> = {};
     const httpPeers: Record<NodeId, string> = {};
     const proxies = this.#proxies;
-    for (const to of this.ids) {
+    for (const to of [...this.#members, ...this.#joining]) {
       if (to === from) continue;
       const peer = proxies === null ? this.#addresses.get(to) : proxies.address(from, to, 'raft');
       if (peer !== undefined) peers[to] = peer;
@@ -415,7 +520,8 @@ export class ProcessCluster {
   }
 
   async #publishAddresses(): Promise<void> {
-    await Promise.all(this.running.map((id) => this.request(id, 'setPeers', this.#peersOf(id))));
+    const nodes = [...this.running, ...[...this.#joining].filter((id) => this.isRunning(id))];
+    await Promise.all(nodes.map((id) => this.request(id, 'setPeers', this.#peersOf(id))));
   }
 }
 

@@ -11,7 +11,7 @@
  * Values travel as strings (UTF-8 on the node's side). Errors travel as their RaftKvError code,
  * so that the parent can match on codes; `code: null` marks an error that is not a RaftKvError.
  */
-import type { Consistency, NodeOptions, NodeStatus, RaftKvNode } from '@raftkv/node';
+import type { Consistency, MemberView, NodeOptions, NodeStatus, RaftKvNode } from '@raftkv/node';
 import type { NodeId, PeerProgress } from '@raftkv/raft';
 
 /** Exit status of a node process whose node failed to start (bad data on disk, bad options, port taken). */
@@ -86,6 +86,12 @@ export interface OpArgs {
   setPeers: { readonly peers: Readonly<Record<NodeId, string>>; readonly httpPeers?: Readonly<Record<NodeId, string>> };
   /** Closes the node gracefully; the process exits once the reply is sent. */
   close: Empty;
+  /** Membership (leader only, except `members`): RaftKvNode's methods of the same names. */
+  members: Empty;
+  addLearner: { readonly id: NodeId; readonly peerAddress: string; readonly httpAddress?: string; readonly uid?: string; readonly autoPromote?: boolean };
+  promote: { readonly id: NodeId };
+  removeMember: { readonly id: NodeId };
+  transferLeadership: { readonly to?: NodeId };
 }
 
 /** Result of each operation. */
@@ -99,11 +105,17 @@ export interface OpResults {
   transportStats: ProcessTransportStats;
   setPeers: null;
   close: null;
+  members: MemberView[];
+  addLearner: null;
+  promote: null;
+  removeMember: null;
+  /** The node leadership goes to. */
+  transferLeadership: NodeId;
 }
 
 export type Op = keyof OpArgs;
 
-export const OPS: readonly Op[] = ['put', 'get', 'delete', 'cas', 'scan', 'status', 'transportStats', 'setPeers', 'close'];
+export const OPS: readonly Op[] = ['put', 'get', 'delete', 'cas', 'scan', 'status', 'transportStats', 'setPeers', 'close', 'members', 'addLearner', 'promote', 'removeMember', 'transferLeadership'];
 
 export type Request = { [O in Op]: { readonly id: number; readonly op: O; readonly args: OpArgs[O] } }[Op];
 

@@ -1,8 +1,11 @@
 export { HTTP_STATUS, httpError, ServerErrorCode, toHttpError } from './errors.js';
 export type { ErrorBody, HttpError, HttpErrorCode } from './errors.js';
-export { FORWARDED_HEADER, FORWARDED_TO_HEADER } from './forward.js';
+export { exchange, FORWARDED_HEADER, FORWARDED_TO_HEADER, ForwardError } from './forward.js';
+export type { Answer, ForwardOptions } from './forward.js';
 export { createMetrics, LATENCY_BUCKETS_SECONDS } from './metrics.js';
 export type { ServerMetrics } from './metrics.js';
 export { CLIENT_ID_HEADER, SEQ_HEADER } from './request.js';
 export { BODY_OVERHEAD_BYTES, createServer, FORWARD_TIMEOUT_MS_DEFAULT, itemJson, MOD_INDEX_HEADER, statusJson } from './server.js';
 export type { ServedNode, ServerLimits, ServerOptions } from './server.js';
+export { MEMBER_ROUTE, MEMBERS_ROUTE, PROMOTE_ROUTE, TRANSFER_ROUTE, TRANSFER_TIMEOUT_MS_DEFAULT } from './routes-members.js';
+export type { MemberJson, MembersJson } from './routes-members.js';

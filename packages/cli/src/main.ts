@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
- * The `raftkv` command: `raftkv start | cluster | status`. Exit status 0 on success, 1 when the
+ * The `raftkv` command: `raftkv start | cluster | status | member | leader`. Exit status 0 on success, 1 when the
  * command failed, 2 on a bad command line (after a message naming the problem).
  */
 import { CLUSTER_USAGE, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseClusterArgs, parseStartArgs, parseStatusArgs, START_USAGE, STATUS_USAGE, UsageError } from './args.js';
 import { runCluster } from './cluster.js';
+import { LEADER_USAGE, MEMBER_USAGE, parseLeaderArgs, parseMemberArgs, runLeader, runMember } from './member.js';
 import { processOutput, type Output } from './output.js';
 import { describeError, runStart } from './start.js';
 import { runStatus } from './status.js';
@@ -15,6 +16,8 @@ commands:
   start     run one node and its HTTP API in this process
   cluster   run a local cluster, one process per node, supervised
   status    print a node's view of the cluster
+  member    list, add, promote and remove the members of a running cluster
+  leader    hand leadership over to another member (leader transfer)
 
 raftkv <command> --help describes each.
 `;
@@ -28,6 +31,8 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   start: { usage: START_USAGE, run: (argv, out) => runStart(parseStartArgs(argv), out) },
   cluster: { usage: CLUSTER_USAGE, run: (argv, out) => runCluster(parseClusterArgs(argv), out) },
   status: { usage: STATUS_USAGE, run: (argv, out) => runStatus(parseStatusArgs(argv), out) },
+  member: { usage: MEMBER_USAGE, run: (argv, out) => runMember(parseMemberArgs(argv), out) },
+  leader: { usage: LEADER_USAGE, run: (argv, out) => runLeader(parseLeaderArgs(argv), out) },
 };
 
 export async function main(argv: readonly string[], out: Output): Promise<number> {

@@ -91,6 +91,12 @@ export interface CallOptions {
   /** Told why each round over the endpoints failed, before the back-off. */
   readonly onRetry?: (why: string, delayMs: number) => void;
   readonly retryDelayMaxMs?: number;
+  /**
+   * Give up after a round in which no endpoint could even be reached (a command run by hand
+   * against the wrong URLs should say so at once); by default such rounds are retried like the
+   * others (a node joining waits for its cluster to come back).
+   */
+  readonly failWhenUnreachable?: boolean;
 }
 
 const agent = new Agent({ keepAlive: false });
@@ -114,6 +120,7 @@ export async function call(endpoints: Endpoints, method: 'GET' | 'POST' | 'DELET
   let delayMs = RETRY_DELAY_MIN_MS;
   for (;;) {
     const failures: string[] = [];
+    let answered = false;
     for (const endpoint of endpoints.urls) {
       options.signal?.throwIfAborted();
       const remainingMs = options.deadlineMs - performance.now();
@@ -130,13 +137,15 @@ export async function call(endpoints: Endpoints, method: 'GET' | 'POST' | 'DELET
         failures.push(`${endpoint}: ${forwardFailure(error)}`);
         continue;
       }
+      answered = true;
       if (answer.status === 504 && isChange) throw new OutcomeUnknownError(`${method} ${endpoint}${path}: ${new ApiError(answer).message}; the change may or may not have been made`);
       if (!isTryAgain(answer)) return answer;
       const refused = new ApiError(answer);
       failures.push(`${endpoint}: ${refused.code}: ${refused.message}`);
     }
     const why = failures.length === 0 ? 'no time left' : failures.join('; ');
-    if (performance.now() + delayMs > options.deadlineMs) throw new NoAnswerError(`no endpoint of ${endpoints.source} (${endpoints.urls.join(', ')}) answered ${method} ${path} in time: ${why}`);
+    const unreachable = !answered && failures.length > 0;
+    if ((unreachable && options.failWhenUnreachable === true) || performance.now() + delayMs > options.deadlineMs) throw new NoAnswerError(`no endpoint of ${endpoints.source} (${endpoints.urls.join(', ')}) answered ${method} ${path}${unreachable ? '' : ' in time'}: ${why}`);
     options.onRetry?.(why, delayMs);
     await sleep(delayMs, undefined, options.signal === undefined ? {} : { signal: options.signal });
     delayMs = Math.min(options.retryDelayMaxMs ?? RETRY_DELAY_MAX_MS, delayMs * 2);

@@ -162,7 +162,7 @@ export async function runMember(config: MemberConfig, out: Output): Promise<numb
     case 'add-learner': {
       const { id, peerAddress: peer, httpAddress, uid } = command;
       const body = { id, peerAddress: peer, ...(httpAddress === undefined ? {} : { httpAddress }), ...(uid === undefined ? {} : { uid }), autoPromote: command.verb === 'add' };
-      listing = members(await callOk(endpoints, 'POST', '/v1/members', { body, deadlineMs }));
+      listing = members(await callOk(endpoints, 'POST', '/v1/members', { body, deadlineMs, failWhenUnreachable: true }));
       if (command.verb === 'add') {
         out.err(`${id} added as a learner; waiting until it has caught up and the leader makes it a voter (at most ${config.timeoutMs} ms)`);
         listing = await untilVoter(endpoints, id, deadlineMs, config.timeoutMs);
@@ -172,11 +172,11 @@ export async function runMember(config: MemberConfig, out: Output): Promise<numb
       break;
     }
     case 'promote':
-      listing = members(await callOk(endpoints, 'POST', path(command.id, '/promote'), { deadlineMs }));
+      listing = members(await callOk(endpoints, 'POST', path(command.id, '/promote'), { deadlineMs, failWhenUnreachable: true }));
       out.err(`${command.id} is a voter`);
       break;
     case 'remove':
-      listing = members(await callOk(endpoints, 'DELETE', path(command.id), { deadlineMs }));
+      listing = members(await callOk(endpoints, 'DELETE', path(command.id), { deadlineMs, failWhenUnreachable: true }));
       out.err(`${command.id} removed; its id cannot be used again`);
       break;
   }
@@ -187,7 +187,7 @@ export async function runMember(config: MemberConfig, out: Output): Promise<numb
 
 export async function runLeader(config: LeaderConfig, out: Output): Promise<number> {
   const query = config.to === undefined ? '' : `?to=${encodeURIComponent(config.to)}`;
-  const answer = await callOk(config.endpoints, 'POST', `/v1/leader/transfer${query}`, { deadlineMs: performance.now() + config.timeoutMs });
+  const answer = await callOk(config.endpoints, 'POST', `/v1/leader/transfer${query}`, { deadlineMs: performance.now() + config.timeoutMs, failWhenUnreachable: true });
   const moved = answer.body as { from?: unknown; to?: unknown; leader?: unknown };
   if (typeof moved.from !== 'string' || typeof moved.to !== 'string' || typeof moved.leader !== 'string') {
     throw new Error(`${answer.endpoint} answered something that is not a transfer: ${JSON.stringify(answer.body).slice(0, 200)}`);
@@ -206,7 +206,7 @@ export async function runLeader(config: LeaderConfig, out: Output): Promise<numb
  * endpoint that answers, then, if that was not the leader, the leader at its HTTP address.
  */
 async function leaderView(endpoints: Endpoints, deadlineMs: number): Promise<MembersJson> {
-  const first = members(await callOk(endpoints, 'GET', '/v1/members', { deadlineMs }));
+  const first = members(await callOk(endpoints, 'GET', '/v1/members', { deadlineMs, failWhenUnreachable: true }));
   const leader = first.members.find((m) => m.isLeader);
   if (leader === undefined || leader.match !== null || leader.httpAddress === null) return first;
   const fromLeader = await call({ urls: [leader.httpAddress], source: `the leader's address` }, 'GET', '/v1/members', { deadlineMs: performance.now() + LEADER_VIEW_TIMEOUT_MS }).catch(() => null);

@@ -54,9 +54,14 @@ export async function prepareJoin(config: StartConfig, settings: JoinConfig, log
   const recordPath = join(config.dataDir, JOIN_RECORD_FILE);
   // The log store is the node's first directory: its presence means the node has started here before.
   if (existsSync(join(config.dataDir, 'log'))) {
-    const record = existsSync(recordPath) ? await readRecord(recordPath) : null;
-    log.info({ nodeId: config.id, join: settings.urls, record: record === null ? null : recordPath }, 'data directory holds state; --join changes nothing');
-    return { fresh: false, peers: record?.peers ?? {}, httpPeers: record?.httpPeers ?? {} };
+    // Without the record this node would know only the members added after it: it could not
+    // reach the founding ones. A directory a founding member made is started as it was made.
+    if (!existsSync(recordPath)) {
+      throw new JoinError(`${config.dataDir} holds a node's state but no ${JOIN_RECORD_FILE}: it was not made by --join. Start this node as it was first started (--peers and --http-peers)`);
+    }
+    const record = await readRecord(recordPath);
+    log.info({ nodeId: config.id, join: settings.urls, record: recordPath }, 'data directory holds state; --join changes nothing');
+    return { fresh: false, peers: record.peers, httpPeers: record.httpPeers };
   }
   const endpoints: Endpoints = { urls: settings.urls, source: '--join' };
   const learned = await learnCluster(endpoints, config, log);

@@ -64,7 +64,9 @@ describe('membership over HTTP, three real nodes', () => {
     // Founding members are in each server's configured book; n4 will not be.
     const httpAddresses: Record<string, string> = {};
     for (const node of cluster.nodes) httpAddresses[node.id] = await serve(node, httpAddresses);
-    const leader = await cluster.leader();
+    // A leader that has committed in its term; an early re-election would move it under the test.
+    await cluster.put('settle', 'x');
+    await cluster.leader();
     const follower = cluster.nodes.find((n) => n.role !== Role.Leader)!;
     const followerUrl = httpAddresses[follower.id]!;
 
@@ -82,7 +84,7 @@ describe('membership over HTTP, three real nodes', () => {
       body: JSON.stringify({ id: 'n4', peerAddress: n4.peerAddress, httpAddress: n4Url, uid: n4.identity.uid, autoPromote: true }),
     });
     expect(added.status, await added.clone().text()).toBe(200);
-    expect(added.headers.get('x-raftkv-forwarded-to')).toBe(leader.id);
+    expect(added.headers.get('x-raftkv-forwarded-to')).toBe((await cluster.leader()).id);
     expect(((await added.json()) as Members).members).toContainEqual(expect.objectContaining({ id: 'n4', role: 'learner', httpAddress: n4Url }));
 
     // The leader promotes it once it has caught up; every node then lists it as a voter.
@@ -92,22 +94,24 @@ describe('membership over HTTP, three real nodes', () => {
     // n4, whose HTTP address only its membership change recorded.
     const moved = await send(`${followerUrl}/v1/leader/transfer?to=n4`, { method: 'POST' });
     expect(moved.status, await moved.clone().text()).toBe(200);
-    expect(await moved.json()).toEqual({ from: leader.id, to: 'n4', leader: 'n4' });
+    const { from: oldLeader, ...outcome } = (await moved.json()) as { from: string; to: string; leader: string };
+    expect(outcome).toEqual({ to: 'n4', leader: 'n4' });
+    expect(['n1', 'n2', 'n3']).toContain(oldLeader);
     const write = await send(`${followerUrl}/v1/kv/after-transfer`, { method: 'PUT', body: 'v' });
     expect(write.status).toBe(200);
     expect(write.headers.get('x-raftkv-forwarded-to')).toBe('n4');
 
     // The old leader removed through it, now a follower.
-    const removed = await send(`${httpAddresses[leader.id]}/v1/members/${leader.id}`, { method: 'DELETE' });
+    const removed = await send(`${httpAddresses[oldLeader]}/v1/members/${oldLeader}`, { method: 'DELETE' });
     expect(removed.status, await removed.clone().text()).toBe(200);
-    expect(((await removed.json()) as Members).members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3', 'n4'].filter((id) => id !== leader.id));
+    expect(((await removed.json()) as Members).members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3', 'n4'].filter((id) => id !== oldLeader));
     const gone = await eventually('the removal seen by n4', async () => {
       const view = await members(n4Url);
-      return view.members.some((m) => m.id === leader.id) ? null : view;
+      return view.members.some((m) => m.id === oldLeader) ? null : view;
     });
     expect(gone.leader).toBe('n4');
     // A removed id never comes back.
-    const again = await send(`${n4Url}/v1/members`, { method: 'POST', body: JSON.stringify({ id: leader.id, peerAddress: '127.0.0.1:1' }) });
+    const again = await send(`${n4Url}/v1/members`, { method: 'POST', body: JSON.stringify({ id: oldLeader, peerAddress: '127.0.0.1:1' }) });
     expect(again.status).toBe(409);
     expect(await again.json()).toMatchObject({ code: 'RAFTKV_CONF_CHANGE_INVALID' });
   }, 60_000);

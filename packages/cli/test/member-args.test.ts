@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { membersTable, parseLeaderArgs, parseMemberArgs, parseStartArgs, UsageError } from '@raftkv/cli';
+import { formatStatus, membersTable, parseLeaderArgs, parseMemberArgs, parseStartArgs, UsageError } from '@raftkv/cli';
 
 /** The message of the UsageError `run` throws (fails the test if it throws anything else). */
 function usageError(run: () => unknown): string {
@@ -135,5 +135,28 @@ describe('the member table', () => {
       'n4  learner          10.0.0.4:7001  -                     yes           -      -    -',
       'MATCH and LAG are known on the leader only (n1), which did not answer',
     ]);
+  });
+});
+
+describe('raftkv status with learners', () => {
+  it('lists the learners under the voters', () => {
+    const lines = formatStatus({
+      id: 'n1',
+      clusterId: 'raftkv',
+      role: 'follower',
+      term: 3,
+      leader: 'n2',
+      commit: 12,
+      applied: 12,
+      firstIndex: 1,
+      lastIndex: 12,
+      voters: ['n1', 'n2', 'n3'],
+      learners: ['n4'],
+      peerAddress: '127.0.0.1:7001',
+      pendingWrites: 0,
+      pendingReads: 0,
+      progress: null,
+    });
+    expect(lines.slice(5, 7)).toEqual(['  voters    n1, n2, n3', '  learners  n4']);
   });
 });

@@ -8,14 +8,16 @@
  *    100-byte values over 10,000 keys. One second of warm-up per level, then `--seconds`.
  *    A write counts once it resolved, i.e. it is committed on a majority and applied on the leader.
  * 2. Linearizable reads: N concurrent readers of existing keys on the leader (ReadIndex).
- * 3. Snapshot rejoin: a fresh cluster loads `--snapshot-keys` keys, one follower is stopped, its
- *    data directory deleted and the node restarted; the time is measured until its state machine
- *    has applied the leader's commit index at the moment of restart.
+ * 3. Replace a machine: a fresh cluster loads `--snapshot-keys` keys; a follower dies for good
+ *    and is removed; a new node joins under a new id as a learner while `--steady-writers`
+ *    writers go on. Measured: until its state machine has applied the leader's commit index of
+ *    that moment (it catches up by snapshot), and until the leader has promoted it; the steady
+ *    writes' longest latency, and any leader change (there should be none).
  *
  * Latency percentiles are exact: nearest rank over every sample of the level, sorted.
  *
  *   tsx --conditions=@raftkv/source scripts/bench-node.ts [--seconds 10] [--levels 1,16,256]
- *       [--no-snapshot] [--snapshot-keys 100000]
+ *       [--no-snapshot] [--snapshot-keys 100000] [--snapshot-only] [--steady-writers 4]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -31,7 +33,7 @@ const KEY_COUNT = 10_000;
 const WARMUP_MS = 1_000;
 /** Concurrency of the loads that are not measured (filling the key space, the snapshot's keys). */
 const LOAD_WRITERS = 256;
-/** A wiped node that has not caught up by then is reported as a failure. */
+/** A new node that has not been promoted by then is reported as a failure. */
 const REJOIN_TIMEOUT_MS = 180_000;
 /** Distinct values written, so that consecutive writes do not all carry the same bytes. */
 const VALUE_POOL_COUNT = 64;
@@ -45,6 +47,8 @@ interface Options {
   readonly levels: readonly number[];
   readonly snapshot: boolean;
   readonly snapshotKeys: number;
+  readonly snapshotOnly: boolean;
+  readonly steadyWriters: number;
 }
 
 interface PhaseResult {
@@ -216,47 +220,86 @@ function printTable(rows: readonly Row[]): void {
   }
 }
 
-async function snapshotRejoin(root: string, keys: number): Promise<void> {
+async function snapshotRejoin(root: string, keys: number, steadyWriters: number): Promise<void> {
   const cluster = await startCluster({ nodes: 3, dataDir: join(root, 'snapshot') });
   try {
     const leader = await cluster.leader();
     console.log('');
-    console.log(`snapshot: loading ${thousands(keys)} keys of ${VALUE_BYTES}-byte values with ${LOAD_WRITERS} writers ...`);
+    console.log(`replace a machine: loading ${thousands(keys)} keys of ${VALUE_BYTES}-byte values with ${LOAD_WRITERS} writers ...`);
     const loadStart = process.hrtime.bigint();
     await load(leader, keys, snapKey, LOAD_WRITERS);
     const loadSeconds = Number(process.hrtime.bigint() - loadStart) / 1e9;
+    // The machine of a follower dies for good; the operator removes it and adds a new machine
+    // under a new id, which joins as a learner, catches up by snapshot and is promoted.
     const victim = cluster.nodes.find((n) => n !== leader)!;
     await cluster.stopNode(victim.id);
-    await rm(join(cluster.dataDir, victim.id), { recursive: true, force: true });
-    const { commit: target, firstIndex } = leader.status();
-    console.log(`loaded in ${loadSeconds.toFixed(1)} s; leader ${leader.id} log starts at ${firstIndex} (compacted), commit ${target}; ${victim.id} stopped and wiped`);
+    await cluster.removeNode(victim.id);
+    const { commit: target, firstIndex, term } = leader.status();
+    console.log(`loaded in ${loadSeconds.toFixed(1)} s; leader ${leader.id} (term ${term}) log starts at ${firstIndex} (compacted), commit ${target}; ${victim.id} died and was removed`);
 
+    const leaderChanges: string[] = [];
+    for (const node of cluster.nodes) node.on('leader', (c) => leaderChanges.push(`${node.id} sees leader ${c.leader ?? 'none'} (term ${c.term})`));
+    const steady = steadyWrites(leader, steadyWriters);
     const t0 = process.hrtime.bigint();
-    const rejoined = await cluster.startNode(victim.id);
+    const fresh = await cluster.addNode({ autoPromote: true });
     const deadline = Date.now() + REJOIN_TIMEOUT_MS;
-    while (rejoined.status().appliedIndexKv < target) {
+    let caughtUpSeconds: number | null = null;
+    for (;;) {
+      if (caughtUpSeconds === null && fresh.status().appliedIndexKv >= target) caughtUpSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (leader.members().some((m) => m.id === fresh.id && m.role === 'voter')) break;
       if (Date.now() > deadline) {
-        const st = rejoined.status();
-        const stats = rejoined.transport.stats();
+        const st = fresh.status();
+        const stats = fresh.transport.stats();
         throw new Error(
-          `${victim.id} did not catch up within ${REJOIN_TIMEOUT_MS / 1000} s: appliedIndexKv ${st.appliedIndexKv} of ${target}, ` +
+          `${fresh.id} was not promoted within ${REJOIN_TIMEOUT_MS / 1000} s: appliedIndexKv ${st.appliedIndexKv} of ${target}, ` +
             `role ${st.role}, term ${st.term}, lead ${st.lead ?? 'none'}, commit ${st.commit}, ` +
             `snapshots received ${stats.snapshotsReceived}, rejected ${stats.snapshotsRejected}`,
         );
       }
       await sleep(10);
     }
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const promotedSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const writes = await steady.stop();
     const payloadBytes = keys * (snapKey(0).length + VALUE_BYTES);
-    const received = rejoined.transport.stats().snapshotsReceived;
+    const received = fresh.transport.stats().snapshotsReceived;
     console.log(
-      `snapshot: wiped node ${victim.id} applied index ${target} in ${seconds.toFixed(2)} s ` +
-        `(${received} snapshot(s) received); ${thousands(keys)} keys, ~${(payloadBytes / 1e6).toFixed(1)} MB of keys + values ` +
-        `=> ~${(payloadBytes / 1e6 / seconds).toFixed(1)} MB/s (estimate: payload bytes only, not the stream's framing)`,
+      `replace a machine: new node ${fresh.id} applied index ${target} in ${(caughtUpSeconds ?? promotedSeconds).toFixed(2)} s ` +
+        `(${received} snapshot(s) received; ~${(payloadBytes / 1e6).toFixed(1)} MB of keys + values ` +
+        `=> ~${(payloadBytes / 1e6 / (caughtUpSeconds ?? promotedSeconds)).toFixed(1)} MB/s, payload bytes only), promoted to voter after ${promotedSeconds.toFixed(2)} s`,
+    );
+    console.log(
+      `replace a machine: ${steadyWriters} steady writer(s) meanwhile: ${thousands(writes.ok)} writes, ${writes.failed} failed, ` +
+        `longest write ${ms(writes.longestNs)} ms; leader changes: ${leaderChanges.length === 0 ? 'none' : leaderChanges.join('; ')}`,
     );
   } finally {
     await cluster.close();
   }
+}
+
+/** Writers that put through `leader` one write at a time each until stopped, counting what they saw. */
+function steadyWrites(leader: RaftKvNode, writers: number): { stop: () => Promise<{ ok: number; failed: number; longestNs: number }> } {
+  let stopping = false;
+  const seen = { ok: 0, failed: 0, longestNs: 0 };
+  const loops = Array.from({ length: writers }, async (_, w) => {
+    for (let k = 0; !stopping; k++) {
+      const start = process.hrtime.bigint();
+      try {
+        await leader.put(`steady/${w}/${k % 1_000}`, VALUES[k % VALUE_POOL_COUNT]!);
+        seen.ok++;
+      } catch {
+        seen.failed++;
+        await sleep(10);
+      }
+      seen.longestNs = Math.max(seen.longestNs, Number(process.hrtime.bigint() - start));
+    }
+  });
+  return {
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+      return seen;
+    },
+  };
 }
 
 function positiveInt(value: string, what: string): number {
@@ -272,6 +315,8 @@ function parseOptions(): Options {
       levels: { type: 'string', default: '1,16,256' },
       'no-snapshot': { type: 'boolean', default: false },
       'snapshot-keys': { type: 'string', default: '100000' },
+      'snapshot-only': { type: 'boolean', default: false },
+      'steady-writers': { type: 'string', default: '4' },
     },
     strict: true,
   });
@@ -280,6 +325,8 @@ function parseOptions(): Options {
     levels: values.levels.split(',').map((s) => positiveInt(s.trim(), '--levels')),
     snapshot: !values['no-snapshot'],
     snapshotKeys: positiveInt(values['snapshot-keys'], '--snapshot-keys'),
+    snapshotOnly: values['snapshot-only'],
+    steadyWriters: positiveInt(values['steady-writers'], '--steady-writers'),
   };
 }
 
@@ -300,8 +347,8 @@ async function main(): Promise<void> {
   );
   const root = await mkdtemp(join(tmpdir(), 'raftkv-bench-'));
   try {
-    printTable(await throughput(root, options));
-    if (options.snapshot) await snapshotRejoin(root, options.snapshotKeys);
+    if (!options.snapshotOnly) printTable(await throughput(root, options));
+    if (options.snapshot || options.snapshotOnly) await snapshotRejoin(root, options.snapshotKeys, options.steadyWriters);
   } finally {
     await rm(root, { recursive: true, force: true });
     clearTimeout(watchdog);

@@ -37,15 +37,30 @@ export interface StartConfig {
   readonly peerListen: HostPort;
   /** Where this node's HTTP API listens (default: host and port of its own entry in `httpPeers`). */
   readonly httpListen: HostPort;
+  /** Peer addresses by node id, this node's own (where the others reach it) among them. */
   readonly peers: Readonly<Record<NodeId, string>>;
+  /** HTTP base URLs by node id, this node's own among them. */
   readonly httpPeers: Readonly<Record<NodeId, string>>;
-  readonly members: readonly NodeId[];
+  /** The founding voters; absent for a node that joins a running cluster (`join`). */
+  readonly members?: readonly NodeId[];
   readonly clusterId?: string;
   readonly tickMs?: number;
   readonly electionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
   readonly snapshotEveryEntries?: number;
+  readonly snapshotCatchupEntries?: number;
   readonly logLevel: LogLevel;
+  /** Join a running cluster through these members rather than found one (`--join`). */
+  readonly join?: JoinConfig;
+}
+
+export interface JoinConfig {
+  /** HTTP base URLs of members of the cluster, tried in turn. */
+  readonly urls: readonly string[];
+  /** Ask to be made a voter once caught up (`--no-auto-promote`: stay a learner). */
+  readonly autoPromote: boolean;
+  /** Do not ask to be added: an operator adds the node (`raftkv member add`). */
+  readonly waitToBeAdded: boolean;
 }
 
 /** `--flag` → the config file key it overrides. The config file uses the camelCase keys. */
@@ -61,15 +76,25 @@ const START_FLAGS = {
   'election-timeout-ms': 'electionTimeoutMs',
   'heartbeat-interval-ms': 'heartbeatIntervalMs',
   'snapshot-every': 'snapshotEvery',
+  'snapshot-catchup': 'snapshotCatchup',
   'log-level': 'logLevel',
+  join: 'join',
 } as const;
-type StartKey = (typeof START_FLAGS)[keyof typeof START_FLAGS];
-const START_KEYS: readonly StartKey[] = Object.values(START_FLAGS);
+/** Flags without a value, the config file key each sets, and the value it sets. */
+const START_SWITCHES = {
+  'no-auto-promote': ['autoPromote', false],
+  'wait-to-be-added': ['waitToBeAdded', true],
+} as const;
+type StartKey = (typeof START_FLAGS)[keyof typeof START_FLAGS] | (typeof START_SWITCHES)[keyof typeof START_SWITCHES][0];
+const START_KEYS: readonly StartKey[] = [...Object.values(START_FLAGS), ...Object.values(START_SWITCHES).map(([key]) => key)];
 
 export const START_USAGE = `usage: raftkv start --id ID --data-dir DIR --peers ID=HOST:PORT,... --http-peers ID=URL,... [options]
+       raftkv start --id ID --data-dir DIR --join URL[,URL...] --peer-addr HOST:PORT --http-addr HOST:PORT [options]
 
 Runs one raftkv node and its HTTP API in this process. Logs are JSON lines on stdout; one
 human-readable line goes to stderr once the node listens. SIGINT or SIGTERM stops it cleanly.
+The first form founds a cluster whose members are the ids of --peers; the second joins a
+running one.
 
   --id ID                      this node's id (one of --peers)
   --data-dir DIR               where the node keeps its log and state machine
@@ -82,14 +107,28 @@ human-readable line goes to stderr once the node listens. SIGINT or SIGTERM stop
   --election-timeout-ms N      election timeout, a multiple of the tick (default 1000)
   --heartbeat-interval-ms N    heartbeat interval, a multiple of the tick (default 100)
   --snapshot-every N           compact the log every N applied entries (default 10000)
+  --snapshot-catchup N         entries kept below each compaction, so that a follower that far
+                               behind catches up from the log, not a snapshot (default 5000)
   --log-level LEVEL            ${LOG_LEVELS.join(', ')} (default info)
   --config FILE.json           read options from a JSON file (camelCase keys: dataDir, peers, ...;
                                relative paths are relative to the file); flags override it
+
+Joining a running cluster (a new machine, or one replacing a dead one under a new id):
+  --join URL[,URL...]          HTTP URLs of members. With an empty data directory: learn the
+                               members and the cluster id from the first that answers, start
+                               with no configuration, and ask the leader to add this node as a
+                               learner, promoted to voter once caught up. With a data directory
+                               that holds state, it changes nothing. --peers and --http-peers
+                               may then name only this node (where the others reach it; default
+                               --peer-addr and http://--http-addr)
+  --no-auto-promote            join as a learner that stays one (raftkv member promote ID)
+  --wait-to-be-added           do not ask to be added: wait for raftkv member add (or add-learner)
 `;
 
 /** Parses `raftkv start` arguments (after the command name). `readText` reads `--config`. */
 export function parseStartArgs(argv: readonly string[], readText: (path: string) => string = (path) => readFileSync(path, 'utf8')): StartConfig {
-  const options = Object.fromEntries([...Object.keys(START_FLAGS), 'config'].map((flag) => [flag, { type: 'string' as const }]));
+  const options: ParseOptions = Object.fromEntries([...Object.keys(START_FLAGS), 'config'].map((flag) => [flag, { type: 'string' as const }]));
+  for (const flag of Object.keys(START_SWITCHES)) options[flag] = { type: 'boolean' };
   const { values } = parseStrict(argv, options, false);
   const raw: Partial<Record<StartKey, unknown>> = {};
   let baseDir = '.';
@@ -102,6 +141,7 @@ export function parseStartArgs(argv: readonly string[], readText: (path: string)
     const value = values[flag];
     if (typeof value === 'string') raw[key] = value;
   }
+  for (const [flag, [key, set]] of Object.entries(START_SWITCHES)) if (values[flag] === true) raw[key] = set;
   // A data directory from the config file is relative to the file; one from a flag, to the cwd.
   if (typeof raw.dataDir === 'string' && typeof values['data-dir'] !== 'string') raw.dataDir = resolve(baseDir, raw.dataDir);
   return validateStart(raw);
@@ -127,6 +167,10 @@ function readConfigFile(path: string, readText: (path: string) => string): Parti
 }
 
 function validateStart(raw: Partial<Record<StartKey, unknown>>): StartConfig {
+  if (raw.join !== undefined) return validateJoinStart(raw);
+  for (const [flag, [key]] of Object.entries(START_SWITCHES)) {
+    if (raw[key] !== undefined) throw new UsageError(`--${flag} applies only with --join`);
+  }
   const id = required('id', raw.id, nodeId);
   const dataDir = required('data-dir', raw.dataDir, nonEmpty);
   const peers = required('peers', raw.peers, (name, v) => idMap(name, v, peerAddress));
@@ -150,12 +194,70 @@ function validateStart(raw: Partial<Record<StartKey, unknown>>): StartConfig {
     peers,
     httpPeers,
     members,
+    ...commonStartOptions(raw),
+  };
+  checkNodeOptions(config);
+  return config;
+}
+
+/** The options a founding node and a joining node share. */
+function commonStartOptions(raw: Partial<Record<StartKey, unknown>>): Pick<StartConfig, 'logLevel' | 'clusterId' | 'tickMs' | 'electionTimeoutMs' | 'heartbeatIntervalMs' | 'snapshotEveryEntries' | 'snapshotCatchupEntries'> {
+  return {
     logLevel: optional('log-level', raw.logLevel, logLevel) ?? 'info',
     ...defined('clusterId', optional('cluster-id', raw.clusterId, nonEmpty)),
     ...defined('tickMs', optional('tick-ms', raw.tickMs, positiveInt)),
     ...defined('electionTimeoutMs', optional('election-timeout-ms', raw.electionTimeoutMs, positiveInt)),
     ...defined('heartbeatIntervalMs', optional('heartbeat-interval-ms', raw.heartbeatIntervalMs, positiveInt)),
     ...defined('snapshotEveryEntries', optional('snapshot-every', raw.snapshotEvery, positiveInt)),
+    ...defined('snapshotCatchupEntries', optional('snapshot-catchup', raw.snapshotCatchup, nonNegativeInt)),
+  };
+}
+
+/**
+ * `raftkv start --join`: the other members' addresses come from the cluster, so --peers and
+ * --http-peers may name only this node, and say where the others reach it; without them the
+ * listen addresses are advertised, which must then be addresses others can dial.
+ */
+function validateJoinStart(raw: Partial<Record<StartKey, unknown>>): StartConfig {
+  const id = required('id', raw.id, nodeId);
+  const dataDir = required('data-dir', raw.dataDir, nonEmpty);
+  const urls = urlList('join', raw.join);
+  const given = {
+    peers: raw.peers === undefined ? {} : idMap('peers', raw.peers, peerAddress),
+    'http-peers': raw.httpPeers === undefined ? {} : idMap('http-peers', raw.httpPeers, httpUrl),
+  };
+  for (const [flag, map] of Object.entries(given)) {
+    const others = Object.keys(map).filter((n) => n !== id);
+    if (others.length > 0) {
+      throw new UsageError(`--${flag} names ${others.join(', ')}: with --join the cluster says where its members are; give only this node's entry (${id}=...), or none`);
+    }
+  }
+  const ownPeer = given.peers[id];
+  const ownHttp = given['http-peers'][id];
+  if (raw.peerAddr === undefined && ownPeer === undefined) throw new UsageError(`--join needs --peer-addr HOST:PORT (or --peers ${id}=HOST:PORT): where this node listens for peers`);
+  if (raw.httpAddr === undefined && ownHttp === undefined) throw new UsageError(`--join needs --http-addr HOST:PORT (or --http-peers ${id}=URL): where this node serves HTTP`);
+  const peerListen = raw.peerAddr === undefined ? parseAddress(ownPeer!) : hostPort('peer-addr', raw.peerAddr);
+  const httpListen = raw.httpAddr === undefined ? urlHostPort(ownHttp!) : hostPort('http-addr', raw.httpAddr);
+  const advertised = (flag: string, entryFlag: string, address: HostPort): string => {
+    if (['0.0.0.0', '::', ''].includes(address.host)) {
+      throw new UsageError(`--${flag} ${formatHostPort(address)} listens on every interface: give --${entryFlag} ${id}=... to say where the other members reach this node`);
+    }
+    return formatHostPort(address);
+  };
+  const autoPromote = optional('no-auto-promote', raw.autoPromote, boolean) ?? true;
+  const waitToBeAdded = optional('wait-to-be-added', raw.waitToBeAdded, boolean) ?? false;
+  if (waitToBeAdded && !autoPromote) {
+    throw new UsageError('--no-auto-promote has no effect with --wait-to-be-added: whoever adds the node decides (raftkv member add, or add-learner)');
+  }
+  const config: StartConfig = {
+    id,
+    dataDir,
+    peerListen,
+    httpListen,
+    peers: { [id]: ownPeer ?? advertised('peer-addr', 'peers', peerListen) },
+    httpPeers: { [id]: ownHttp ?? `http://${advertised('http-addr', 'http-peers', httpListen)}` },
+    join: { urls, autoPromote, waitToBeAdded },
+    ...commonStartOptions(raw),
   };
   checkNodeOptions(config);
   return config;
@@ -167,7 +269,7 @@ function checkNodeOptions(c: StartConfig): void {
     resolveNodeOptions({
       id: c.id,
       dataDir: c.dataDir,
-      members: c.members,
+      ...defined('members', c.members),
       peers: c.peers,
       listen: c.peerListen,
       ...defined('clusterId', c.clusterId),
@@ -175,6 +277,7 @@ function checkNodeOptions(c: StartConfig): void {
       ...defined('electionTimeoutMs', c.electionTimeoutMs),
       ...defined('heartbeatIntervalMs', c.heartbeatIntervalMs),
       ...defined('snapshotEveryEntries', c.snapshotEveryEntries),
+      ...defined('snapshotCatchupEntries', c.snapshotCatchupEntries),
     });
   } catch (error) {
     if (isRaftKvError(error)) throw new UsageError(error.message);
@@ -301,9 +404,9 @@ export function parseStatusArgs(argv: readonly string[]): StatusConfig {
 
 // ------------------------------------------------------------------------------------ helpers
 
-type ParseOptions = Record<string, { type: 'string' } | { type: 'boolean' }>;
+export type ParseOptions = Record<string, { type: 'string'; short?: string } | { type: 'boolean'; short?: string }>;
 
-function parseStrict(argv: readonly string[], options: ParseOptions, allowPositionals: boolean): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+export function parseStrict(argv: readonly string[], options: ParseOptions, allowPositionals: boolean): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args: [...argv], options, strict: true, allowPositionals });
     return { values: values as Record<string, string | boolean | undefined>, positionals };
@@ -313,14 +416,14 @@ function parseStrict(argv: readonly string[], options: ParseOptions, allowPositi
   }
 }
 
-type Check<T> = (name: string, value: unknown) => T;
+export type Check<T> = (name: string, value: unknown) => T;
 
-function required<T>(name: string, value: unknown, check: Check<T>): T {
+export function required<T>(name: string, value: unknown, check: Check<T>): T {
   if (value === undefined) throw new UsageError(`--${name} is required`);
   return check(name, value);
 }
 
-function optional<T>(name: string, value: unknown, check: Check<T>): T | undefined {
+export function optional<T>(name: string, value: unknown, check: Check<T>): T | undefined {
   return value === undefined ? undefined : check(name, value);
 }
 
@@ -329,21 +432,32 @@ function defined<K extends string, V>(key: K, value: V | undefined): { [P in K]?
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
-function nonEmpty(name: string, value: unknown): string {
+export function nonEmpty(name: string, value: unknown): string {
   if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} must be a non-empty string, got ${JSON.stringify(value)}`);
   return value;
 }
 
-function nodeId(name: string, value: unknown): NodeId {
+export function nodeId(name: string, value: unknown): NodeId {
   const id = nonEmpty(name, value);
   if (!NODE_ID_PATTERN.test(id)) throw new UsageError(`--${name}: node id ${JSON.stringify(id)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`);
   return id;
 }
 
-function positiveInt(name: string, value: unknown): number {
+export function positiveInt(name: string, value: unknown): number {
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(value)}`);
   return n;
+}
+
+function nonNegativeInt(name: string, value: unknown): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} must be an integer >= 0, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function boolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new UsageError(`--${name}: expected true or false in the config file, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 function port(name: string, value: unknown): number {
@@ -369,13 +483,13 @@ function hostPort(name: string, value: unknown): HostPort {
   return address;
 }
 
-function peerAddress(name: string, value: unknown): string {
+export function peerAddress(name: string, value: unknown): string {
   hostPort(name, value);
   return value as string;
 }
 
 /** An http(s) base URL with an explicit port, normalised to have no trailing slash. */
-function httpUrl(name: string, value: unknown): string {
+export function httpUrl(name: string, value: unknown): string {
   const text = nonEmpty(name, value);
   let url: URL;
   try {
@@ -386,6 +500,24 @@ function httpUrl(name: string, value: unknown): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--${name}: ${JSON.stringify(text)} must be an http:// or https:// URL`);
   if (url.pathname !== '/' || url.search !== '' || url.hash !== '') throw new UsageError(`--${name}: ${JSON.stringify(text)} must be a base URL (no path, query or fragment)`);
   return url.origin;
+}
+
+/**
+ * `URL[,URL...]` (a flag) or an array of URLs (the config file): members' HTTP APIs, each an
+ * http:// base URL (a node serves plain HTTP only).
+ */
+export function urlList(name: string, value: unknown): string[] {
+  const parts = typeof value === 'string' ? value.split(',').map((part) => part.trim()) : Array.isArray(value) ? (value as unknown[]) : null;
+  if (parts === null || parts.length === 0) throw new UsageError(`--${name} must be URL[,URL...]`);
+  return parts.map((part) => {
+    const url = httpUrl(name, part);
+    if (!url.startsWith('http://')) throw new UsageError(`--${name}: ${JSON.stringify(part)}: a node serves plain HTTP; give its http:// URL`);
+    return url;
+  });
+}
+
+function formatHostPort({ host, port }: HostPort): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function urlHostPort(base: string): HostPort {
@@ -418,6 +550,3 @@ function idMap(name: string, value: unknown, check: Check<string>): Record<NodeI
   return map;
 }
 
-// ------------------------------------------------------------- shared with backup-args.ts
-
-export { httpUrl, nodeId, nonEmpty, optional, parseStrict, positiveInt, required };

@@ -13,7 +13,12 @@ export {
   parseStatusArgs,
   UsageError,
 } from './args.js';
-export type { ClusterConfig, ClusterNodeAddresses, HostPort, LogLevel, StartConfig, StatusConfig } from './args.js';
+export type { ClusterConfig, ClusterNodeAddresses, HostPort, JoinConfig, LogLevel, StartConfig, StatusConfig } from './args.js';
+export { ApiError, call, callOk, ENDPOINTS_DEFAULT, ENDPOINTS_ENV, endpointsFrom, NoAnswerError, OutcomeUnknownError } from './endpoints.js';
+export type { Answer, CallOptions, Endpoints } from './endpoints.js';
+export { JOIN_RECORD_FILE, JoinError, prepareJoin, requestMembership } from './join.js';
+export { LEADER_USAGE, MEMBER_TIMEOUT_MS_DEFAULT, MEMBER_USAGE, membersTable, parseLeaderArgs, parseMemberArgs, runLeader, runMember } from './member.js';
+export type { LeaderConfig, MemberCommand, MemberConfig, OutputFormat } from './member.js';
 export { runCluster, usageLines } from './cluster.js';
 export { processOutput } from './output.js';
 export type { Output } from './output.js';

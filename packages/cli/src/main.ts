@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 /**
- * The `raftkv` command: `raftkv start | cluster | status | backup | restore | recover`. Exit
- * status 0 on success, 1 when the command failed, 2 on a bad command line (after a message
- * naming the problem).
+ * The `raftkv` command: `raftkv start | cluster | status | member | leader | backup | restore |
+ * recover`. Exit status 0 on success, 1 when the command failed, 2 on a bad command line (after
+ * a message naming the problem).
  */
 import { CLUSTER_USAGE, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseClusterArgs, parseStartArgs, parseStatusArgs, START_USAGE, STATUS_USAGE, UsageError } from './args.js';
 import { BACKUP_USAGE, parseBackupArgs, parseRecoverArgs, parseRestoreArgs, RECOVER_USAGE, RESTORE_USAGE } from './backup-args.js';
 import { runBackup, runRecover, runRestore } from './backup.js';
 import { runCluster } from './cluster.js';
+import { LEADER_USAGE, MEMBER_USAGE, parseLeaderArgs, parseMemberArgs, runLeader, runMember } from './member.js';
 import { processOutput, type Output } from './output.js';
 import { describeError, runStart } from './start.js';
 import { runStatus } from './status.js';
@@ -21,6 +22,8 @@ commands:
   backup    take a backup of a running cluster; \`backup inspect FILE\` verifies one
   restore   build the data directory of a member of a new cluster from a backup
   recover   make the survivor of a majority lost for good a one-member cluster
+  member    list, add, promote and remove the members of a running cluster
+  leader    hand leadership over to another member (leader transfer)
 
 raftkv <command> --help describes each.
 `;
@@ -37,6 +40,8 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   backup: { usage: BACKUP_USAGE, run: (argv, out) => runBackup(parseBackupArgs(argv), out) },
   restore: { usage: RESTORE_USAGE, run: (argv, out) => runRestore(parseRestoreArgs(argv), out) },
   recover: { usage: RECOVER_USAGE, run: (argv, out) => runRecover(parseRecoverArgs(argv), out) },
+  member: { usage: MEMBER_USAGE, run: (argv, out) => runMember(parseMemberArgs(argv), out) },
+  leader: { usage: LEADER_USAGE, run: (argv, out) => runLeader(parseLeaderArgs(argv), out) },
 };
 
 export async function main(argv: readonly string[], out: Output): Promise<number> {

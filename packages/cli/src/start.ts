@@ -8,34 +8,52 @@ import { isRaftKvError } from '@raftkv/raft';
 import { createServer } from '@raftkv/server';
 import pino, { type Logger } from 'pino';
 import { EXIT_FAILURE, EXIT_OK, type StartConfig } from './args.js';
+import { prepareJoin, requestMembership, undoJoin, type JoinStart } from './join.js';
 import type { Output } from './output.js';
 
-type StopReason = { readonly kind: 'signal'; readonly signal: NodeJS.Signals } | { readonly kind: 'disconnect' } | { readonly kind: 'error'; readonly error: Error };
+type StopReason =
+  | { readonly kind: 'signal'; readonly signal: NodeJS.Signals }
+  | { readonly kind: 'disconnect' }
+  | { readonly kind: 'error'; readonly error: Error }
+  | { readonly kind: 'join-refused'; readonly error: Error };
 
 export async function runStart(config: StartConfig, out: Output): Promise<number> {
   // Synchronous writes: the last lines before an exit are never lost.
   const logger = pino({ level: config.logLevel }, pino.destination({ fd: 1, sync: true }));
+  let joining: JoinStart | null = null;
+  if (config.join !== undefined) {
+    try {
+      joining = await prepareJoin(config, config.join, logger);
+    } catch (error) {
+      return fail(out, logger, 'could not learn the cluster to join', error);
+    }
+  }
+  // This node's own entries (where the others reach it) win over what the cluster said.
+  const peers = { ...joining?.peers, ...config.peers };
+  const httpPeers = { ...joining?.httpPeers, ...config.httpPeers };
+  const clusterId = config.clusterId ?? joining?.clusterId;
   let node: RaftKvNode;
   try {
     node = await startNode({
       id: config.id,
       dataDir: config.dataDir,
-      members: config.members,
-      peers: config.peers,
+      ...(config.members === undefined ? {} : { members: config.members }),
+      peers,
       listen: config.peerListen,
       logger,
-      ...(config.clusterId === undefined ? {} : { clusterId: config.clusterId }),
+      ...(clusterId === undefined ? {} : { clusterId }),
       ...(config.tickMs === undefined ? {} : { tickMs: config.tickMs }),
       ...(config.electionTimeoutMs === undefined ? {} : { electionTimeoutMs: config.electionTimeoutMs }),
       ...(config.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: config.heartbeatIntervalMs }),
       ...(config.snapshotEveryEntries === undefined ? {} : { snapshotEveryEntries: config.snapshotEveryEntries }),
+      ...(config.snapshotCatchupEntries === undefined ? {} : { snapshotCatchupEntries: config.snapshotCatchupEntries }),
     });
   } catch (error) {
     return fail(out, logger, 'node failed to start', error);
   }
   // Listen for failures at once: without a listener, a node error ends the process.
   const stopped = stopReason(node);
-  const app = createServer({ node, httpAddresses: config.httpPeers, logger });
+  const app = createServer({ node, httpAddresses: httpPeers, logger });
   try {
     await app.listen({ host: config.httpListen.host, port: config.httpListen.port });
   } catch (error) {
@@ -45,7 +63,28 @@ export async function runStart(config: StartConfig, out: Output): Promise<number
   const http = config.httpPeers[config.id];
   out.err(`raftkv node ${config.id}: peers on ${node.peerAddress}, HTTP on ${http} (listening on ${formatHostPort(config.httpListen)}), data in ${config.dataDir}, pid ${process.pid}`);
 
-  const reason = await stopped;
+  // Asking to be added runs beside the node (the leader replicates to it meanwhile); a refusal stops the node.
+  const joinAborted = new AbortController();
+  const joinRefused = new Promise<StopReason>((resolve) => {
+    if (config.join === undefined || joining === null) return;
+    const settings = config.join;
+    requestMembership(node, config, settings, joining, logger, joinAborted.signal).then(
+      (outcome) => {
+        if (outcome === 'added') {
+          logger.info({ nodeId: config.id, autoPromote: settings.autoPromote }, 'added to the cluster as a learner');
+          out.err(`raftkv node ${config.id}: added to the cluster as a learner${settings.autoPromote ? '; the leader makes it a voter once it has caught up' : ''}`);
+        } else if (outcome === 'waiting') {
+          out.err(`raftkv node ${config.id}: waiting to be added (raftkv member add ${config.id} ...; the command is in the log)`);
+        }
+      },
+      (error: unknown) => {
+        if (!joinAborted.signal.aborted) resolve({ kind: 'join-refused', error: error instanceof Error ? error : new Error(String(error)) });
+      },
+    );
+  });
+
+  const reason = await Promise.race([stopped, joinRefused]);
+  joinAborted.abort();
   const forced = (): void => {
     out.err(`raftkv node ${config.id}: second signal, exiting without a clean stop`);
     process.exit(EXIT_FAILURE);
@@ -56,6 +95,10 @@ export async function runStart(config: StartConfig, out: Output): Promise<number
   await app.close();
   await node.close();
   if (reason.kind === 'error') return fail(out, logger, 'node stopped on an error', reason.error);
+  if (reason.kind === 'join-refused') {
+    if (joining?.fresh === true) await undoJoin(config);
+    return fail(out, logger, 'could not join the cluster', reason.error);
+  }
   logger.info({ nodeId: config.id }, 'stopped');
   return EXIT_OK;
 }

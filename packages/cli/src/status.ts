@@ -24,6 +24,8 @@ export interface NodeStatusJson {
   readonly firstIndex: number;
   readonly lastIndex: number;
   readonly voters: readonly string[];
+  /** Members that receive the log but do not vote (absent from nodes that predate membership changes). */
+  readonly learners?: readonly string[];
   readonly peerAddress: string;
   readonly pendingWrites: number;
   readonly pendingReads: number;
@@ -54,13 +56,14 @@ export function formatStatus(s: NodeStatusJson): string[] {
     `  commit    ${s.commit}, applied ${s.applied}${s.applied < s.commit ? ` (${s.commit - s.applied} behind)` : ''}`,
     `  log       ${s.firstIndex}..${s.lastIndex}`,
     `  voters    ${s.voters.join(', ')}`,
+    ...(s.learners !== undefined && s.learners.length > 0 ? [`  learners  ${s.learners.join(', ')}`] : []),
     `  pending   ${s.pendingWrites} writes, ${s.pendingReads} reads`,
   ];
   if (s.progress === null) {
     lines.push(`  progress  only the leader tracks it${s.leader === null ? '' : ` (ask ${s.leader})`}`);
     return lines;
   }
-  lines.push("  progress  (the leader's view of each voter)");
+  lines.push("  progress  (the leader's view of each member)");
   const width = Math.max(...Object.keys(s.progress).map((id) => id.length));
   for (const [id, p] of Object.entries(s.progress)) {
     const lag = s.lastIndex - p.match;

@@ -168,7 +168,7 @@ describe('raftkv status', () => {
       '  log       1..12',
       '  voters    n1, n2, n3',
       '  pending   0 writes, 1 reads',
-      "  progress  (the leader's view of each voter)",
+      "  progress  (the leader's view of each member)",
       '    n1  match 12, next 13, replicate, 0 in flight, up to date, active',
       '    n2  match 12, next 13, replicate, 0 in flight, up to date, active',
       '    n3  match 4, next 5, probe, 0 in flight, 8 behind, inactive',

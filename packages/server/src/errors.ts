@@ -28,7 +28,6 @@ export const HTTP_STATUS = {
   RAFTKV_KEY_INVALID: 400,
   RAFTKV_INVALID_CONFIG: 400,
   RAFTKV_COMMAND_INVALID: 400,
-  RAFTKV_TRANSFER_REJECTED: 400,
   RAFTKV_BAD_REQUEST: 400,
   RAFTKV_KEY_NOT_FOUND: 404,
   RAFTKV_ROUTE_NOT_FOUND: 404,
@@ -46,6 +45,9 @@ export const HTTP_STATUS = {
   RAFTKV_CONF_CHANGE_INVALID: 409,
   // Raised by the backup commands on a file, never by a route.
   RAFTKV_BACKUP_INVALID: 500,
+  // Like an invalid membership change, a transfer is refused by the state of the cluster (the
+  // target is a learner, or there is no other voter), not by the form of the request.
+  RAFTKV_TRANSFER_REJECTED: 409,
 } as const satisfies Record<HttpErrorCode, number>;
 
 /** Codes after which the client should retry after a short pause (`Retry-After: 1`). */

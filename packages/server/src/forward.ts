@@ -63,7 +63,19 @@ export interface ForwardOptions {
   readonly timeoutMs: number;
   /** Largest answer buffered; a longer one fails with `answer-too-large`. */
   readonly answerBytesMax: number;
+  /**
+   * The body to send instead of the request's raw bytes: a route whose body this node parsed
+   * (JSON) sends what it parsed, re-encoded, so that the leader reads what this node read.
+   */
+  readonly body?: { readonly bytes: Buffer; readonly contentType: string };
 }
+
+/**
+ * What a follower sends the leader for one request of a route that forwards: the path and query
+ * (canonical, rebuilt from what this node parsed), the body when the route parsed it, and the
+ * most of an answer a well-behaved leader sends for that route.
+ */
+export type ForwardPlan = (request: FastifyRequest) => Pick<ForwardOptions, 'path' | 'answerBytesMax' | 'body'>;
 
 /**
  * Sends the request on to the leader's HTTP API once (never again: the leader sees the
@@ -76,7 +88,11 @@ export async function forwardToLeader(request: FastifyRequest, reply: FastifyRep
     const value = request.headers[name];
     if (typeof value === 'string') headers[name] = value;
   }
-  const body = Buffer.isBuffer(request.body) ? request.body : undefined;
+  let body = Buffer.isBuffer(request.body) ? request.body : undefined;
+  if (options.body !== undefined) {
+    body = options.body.bytes;
+    headers['content-type'] = options.body.contentType;
+  }
   const answer = await exchange(leader.baseUrl, request.method, headers, body, options);
   reply.code(answer.status);
   for (const name of RELAYED_HEADERS) {

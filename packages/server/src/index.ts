@@ -1,6 +1,7 @@
 export { HTTP_STATUS, httpError, ServerErrorCode, toHttpError } from './errors.js';
 export type { ErrorBody, HttpError, HttpErrorCode } from './errors.js';
-export { FORWARDED_HEADER, FORWARDED_TO_HEADER } from './forward.js';
+export { exchange, FORWARDED_HEADER, FORWARDED_TO_HEADER, ForwardError } from './forward.js';
+export type { Answer, ForwardOptions } from './forward.js';
 export { createMetrics, LATENCY_BUCKETS_SECONDS } from './metrics.js';
 export type { ServerMetrics } from './metrics.js';
 export { CLIENT_ID_HEADER, SEQ_HEADER } from './request.js';
@@ -8,3 +9,5 @@ export { BODY_OVERHEAD_BYTES, createServer, FORWARD_TIMEOUT_MS_DEFAULT, itemJson
 export type { ServedNode, ServerLimits, ServerOptions } from './server.js';
 export { BACKUP_IDLE_TIMEOUT_MS, BACKUP_INDEX_HEADER, BACKUP_TERM_HEADER } from './routes-backup.js';
 export type { BackupNode } from './routes-backup.js';
+export { MEMBER_ROUTE, MEMBERS_ROUTE, PROMOTE_ROUTE, TRANSFER_ROUTE, TRANSFER_TIMEOUT_MS_DEFAULT } from './routes-members.js';
+export type { MemberJson, MembersJson } from './routes-members.js';

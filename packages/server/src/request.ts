@@ -79,7 +79,7 @@ export function canonicalQuery(query: Query): string {
  * leaves `!'()*` as they are too; they are escaped here so that one string has one spelling.
  * Every `%` of the result starts an escape, so `%2F` in it can only mean an escaped `/`.
  */
-function canonicalEncode(text: string): string {
+export function canonicalEncode(text: string): string {
   return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
@@ -90,7 +90,8 @@ export function onlyParams(query: Query, allowed: readonly string[]): void {
   }
 }
 
-function single(query: Query, name: string): string | undefined {
+/** The one value of query parameter `name`, or undefined; given twice is a 400. */
+export function single(query: Query, name: string): string | undefined {
   const value = query[name];
   if (value === undefined) return undefined;
   if (typeof value !== 'string') throw bad(`query parameter ${name} must be given once`);

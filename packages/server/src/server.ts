@@ -5,9 +5,10 @@ import { ErrorCode, isRaftKvError, RaftKvError, type NodeId } from '@raftkv/raft
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino from 'pino';
 import { httpError, ServerErrorCode, toHttpError, type HttpError } from './errors.js';
-import { createForwardAgent, ForwardError, forwardToLeader, isForwarded } from './forward.js';
+import { createForwardAgent, ForwardError, forwardToLeader, isForwarded, type ForwardPlan } from './forward.js';
 import { createMetrics } from './metrics.js';
 import { registerBackupRoutes, type BackupNode } from './routes-backup.js';
+import { registerMemberRoutes, TRANSFER_TIMEOUT_MS_DEFAULT } from './routes-members.js';
 import {
   canonicalPath,
   canonicalQuery,
@@ -22,7 +23,10 @@ import {
 } from './request.js';
 
 /** What the server needs of a node; a RaftKvNode has it, and tests pass a fake. */
-export type ServedNode = Pick<RaftKvNode, 'id' | 'role' | 'leader' | 'put' | 'get' | 'delete' | 'cas' | 'scan' | 'status'> & {
+export type ServedNode = Pick<
+  RaftKvNode,
+  'id' | 'role' | 'leader' | 'put' | 'get' | 'delete' | 'cas' | 'scan' | 'status' | 'members' | 'addLearner' | 'promote' | 'removeMember' | 'transferLeadership' | 'httpAddressOf'
+> & {
   /** The node's own limits, when it exposes them (RaftKvNode does): the server enforces the same. */
   readonly limits?: Pick<RaftKvNode['limits'], 'keyBytesMax' | 'valueBytesMax' | 'scanCountMax'>;
 } & Partial<Pick<BackupNode, 'backup' | 'stateHash'>>;
@@ -42,6 +46,8 @@ export interface ServerOptions {
   readonly logger?: FastifyBaseLogger;
   /** How long a forwarded request may take at the leader (default 10 s). */
   readonly forwardTimeoutMs?: number;
+  /** How long `POST /v1/leader/transfer` waits for the new leader (default 5 s; keep it under forwardTimeoutMs). */
+  readonly transferTimeoutMs?: number;
 }
 
 export const FORWARD_TIMEOUT_MS_DEFAULT = 10_000;
@@ -53,8 +59,6 @@ type Query = Readonly<Record<string, unknown>>;
 
 const KEY_ROUTE = '/v1/kv/*';
 const LIST_ROUTE = '/v1/kv';
-/** Routes whose NOT_LEADER answer is forwarded to the leader; status pages describe this node. */
-const FORWARDED_ROUTES: ReadonlySet<string> = new Set([KEY_ROUTE, LIST_ROUTE]);
 /** Room for the fields around each listed item (`{"key":,"value":,"encoding":"base64","modIndex":}`). */
 const ITEM_OVERHEAD_BYTES = 128;
 /** JSON escapes a control character as `\u001f`: six bytes for one. */
@@ -83,6 +87,9 @@ export function createServer(options: ServerOptions): FastifyInstance {
     // fastify's two lines per request at info would bury the node's own log under health
     // checks, metric scrapes and the supervisor's polling; requests are counted in /metrics.
     logController: new LogController({ disableRequestLogging: true }),
+    // Request schemas refuse what they do not describe: fastify's defaults would drop an
+    // unknown property (a typo such as "peerAdress") and turn "true" into true.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // The router refuses a path with a bad percent-escape before any route runs; under
     // /v1/kv/ that path is a key, and the error says so.
     frameworkErrors: (error, request, reply) => {
@@ -123,35 +130,37 @@ export function createServer(options: ServerOptions): FastifyInstance {
     return sendError(reply, httpError(ServerErrorCode.ROUTE_NOT_FOUND, `no route for ${request.method} ${path.slice(0, 200)}`));
   });
 
+  // Routes whose NOT_LEADER answer is forwarded to the leader, and how; status pages describe
+  // this node and are not among them. Each plan rebuilds the request from what this node parsed,
+  // never the client's spelling of it: the leader then decodes exactly what this node did.
+  const forwarded = new Map<string, ForwardPlan>([
+    // keyFromUrl succeeded in the route before it threw NOT_LEADER.
+    [KEY_ROUTE, (request) => ({ path: `${canonicalPath(keyFromUrl(request.url, limits.keyBytesMax))}${canonicalQuery(request.query as Query)}`, answerBytesMax: keyAnswerBytesMax })],
+    [LIST_ROUTE, (request) => ({ path: `${LIST_ROUTE}${canonicalQuery(request.query as Query)}`, answerBytesMax: listAnswerBytesMax })],
+  ]);
+
   app.setErrorHandler(async (error, request, reply) => {
     if (error instanceof RequestError) return sendError(reply, error.error);
-    if (isRaftKvError(error, ErrorCode.NOT_LEADER) && error.leaderHint !== null && FORWARDED_ROUTES.has(request.routeOptions.url ?? '')) {
-      return forward(request, reply, error.leaderHint);
+    const plan = forwarded.get(request.routeOptions.url ?? '');
+    if (isRaftKvError(error, ErrorCode.NOT_LEADER) && error.leaderHint !== null && plan !== undefined) {
+      return forward(request, reply, error.leaderHint, plan);
     }
     const mapped = toHttpError(error);
     if (mapped.unexpected) request.log.error({ err: error, route: request.routeOptions.url }, 'request failed unexpectedly');
     return sendError(reply, mapped);
   });
 
-  async function forward(request: FastifyRequest, reply: FastifyReply, leader: NodeId): Promise<FastifyReply> {
+  async function forward(request: FastifyRequest, reply: FastifyReply, leader: NodeId, plan: ForwardPlan): Promise<FastifyReply> {
     const notLeader = (message: string): HttpError => httpError(ErrorCode.NOT_LEADER, message, { leaderHint: leader });
     // Loop protection: a forwarded request is forwarded no further.
     if (isForwarded(request)) return sendError(reply, notLeader(`node ${node.id} is not the leader either (request was already forwarded); retry at ${leader}`));
-    const address = httpAddresses[leader];
+    // A member added at run time is not in the configured book; its membership change said where it serves.
+    const address = httpAddresses[leader] ?? node.httpAddressOf(leader) ?? undefined;
     if (address === undefined || leader === node.id) return sendError(reply, notLeader(`node ${node.id} is not the leader and has no HTTP address for ${leader}`));
     const baseUrl = URL.canParse(address) ? new URL(address) : null;
     if (baseUrl?.protocol !== 'http:') return sendError(reply, notLeader(`node ${node.id} is not the leader and its HTTP address for ${leader}, ${address}, is not an http:// URL`));
-    const isKeyRoute = request.routeOptions.url === KEY_ROUTE;
     try {
-      // Rebuilt from what this node parsed, never the client's spelling of it: the leader then
-      // decodes exactly the key and parameters this node did. keyFromUrl succeeded in the route.
-      const path = `${isKeyRoute ? canonicalPath(keyFromUrl(request.url, limits.keyBytesMax)) : LIST_ROUTE}${canonicalQuery(request.query as Query)}`;
-      return await forwardToLeader(request, reply, { id: leader, baseUrl }, {
-        path,
-        agent: forwardAgent,
-        timeoutMs: forwardTimeoutMs,
-        answerBytesMax: isKeyRoute ? keyAnswerBytesMax : listAnswerBytesMax,
-      });
+      return await forwardToLeader(request, reply, { id: leader, baseUrl }, { ...plan(request), agent: forwardAgent, timeoutMs: forwardTimeoutMs });
     } catch (error) {
       if (!(error instanceof ForwardError)) {
         request.log.error({ err: error, leader, route: request.routeOptions.url }, 'forwarding failed unexpectedly');
@@ -178,6 +187,7 @@ export function createServer(options: ServerOptions): FastifyInstance {
   // Backups and state hashes (routes-backup.ts), for a node that can take them (RaftKvNode can).
   const { backup, stateHash } = node;
   if (backup !== undefined && stateHash !== undefined) registerBackupRoutes(app, { id: node.id, backup: backup.bind(node), stateHash: stateHash.bind(node) });
+  for (const [route, plan] of registerMemberRoutes(app, { node, httpAddresses, transferTimeoutMs: options.transferTimeoutMs ?? TRANSFER_TIMEOUT_MS_DEFAULT })) forwarded.set(route, plan);
   return app;
 }
 
